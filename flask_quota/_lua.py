@@ -1,0 +1,34 @@
+"""Assemble the Redis script from the Lua files shipped in ``flask_quota.lua``.
+
+The script is the concatenation of a clock prelude, the shared helpers, the six algorithm files
+and the dispatcher. Production always uses ``clock.lua`` (Redis ``TIME``); the test suite swaps in
+a clock of its own through :func:`assemble`, a seam no configuration reaches.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Final
+
+from .algorithms import Algorithm
+
+_PACKAGE: Final = "flask_quota.lua"
+
+
+@cache
+def read(name: str) -> str:
+    """The text of ``lua/<name>.lua``."""
+    return resources.files(_PACKAGE).joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+
+def assemble(clock: str) -> str:
+    """The whole script with ``clock`` (Lua text defining ``now_us``) as its prelude."""
+    parts = [clock, read("common"), *(read(a.value) for a in Algorithm), read("dispatch")]
+    return "\n".join(parts)
+
+
+@cache
+def evaluate_script() -> str:
+    """The production script: decisions on the Redis server's clock."""
+    return assemble(read("clock"))

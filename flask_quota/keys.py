@@ -1,0 +1,85 @@
+"""The only place storage keys are built.
+
+Layout: ``<prefix>:{<tag>}:<scope>:<algorithm>:<period_s>:<identity>``.
+
+- ``<tag>`` is a short digest of the identity: all of one identity's keys share a Redis Cluster
+  hash slot, and no byte a client controls can pick that slot (it is always the first ``{...}``).
+- ``<scope>`` and ``<identity>`` are percent-escaped: ``{``, ``}``, ``%``, glob characters,
+  whitespace, control and non-ASCII bytes never reach a key, so a hostile identity cannot forge
+  another key, change the layout or its slot. ``:`` is escaped in the scope; the identity is last,
+  so its colons are unambiguous and stay readable (``user:42``).
+- An identity whose escaped form is long becomes ``#`` + a digest (``#`` is always escaped
+  otherwise, so the two forms cannot meet).
+- A secret (``key:<api key>``) is redacted to ``key:sha256:<16 hex>`` before any of this: API
+  keys never appear in clear in storage, logs, metrics or the CLI.
+
+The count is not in the key, so a live override of ``100/minute`` to ``200/minute`` keeps the
+counters; the algorithm and period are, since their states do not translate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Final
+
+from .algorithms import Algorithm
+
+SECRET_PREFIX: Final = "key:"
+_REDACTED_RE: Final = re.compile(r"key:sha256:[0-9a-f]{16}")
+#: Escaped identities longer than this are stored as a digest.
+MAX_IDENTITY_CHARS: Final = 128
+_SAFE_IDENTITY: Final = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:@/+=,!$&'()"
+)
+_SAFE_SCOPE: Final = _SAFE_IDENTITY - frozenset(b":")
+
+
+def redact(identity: str) -> str:
+    """The form of ``identity`` that may be shown and stored: API keys become a digest.
+
+    ``"key:abc"`` -> ``"key:sha256:<first 16 hex of sha256('abc')>"``; an already redacted
+    identity and any other identity are returned unchanged.
+    """
+    if not identity.startswith(SECRET_PREFIX) or _REDACTED_RE.fullmatch(identity):
+        return identity
+    secret = identity[len(SECRET_PREFIX) :].encode("utf-8", "surrogatepass")
+    return f"{SECRET_PREFIX}sha256:{hashlib.sha256(secret).hexdigest()[:16]}"
+
+
+def _escape(text: str, safe: frozenset[int]) -> str:
+    raw = text.encode("utf-8", "surrogatepass")
+    if all(byte in safe for byte in raw):
+        return text
+    return "".join(chr(byte) if byte in safe else f"%{byte:02X}" for byte in raw)
+
+
+def escape_identity(identity: str) -> str:
+    """The identity as it appears in a key: escaped, or ``#<digest>`` when long."""
+    escaped = _escape(identity, _SAFE_IDENTITY)
+    if len(escaped) <= MAX_IDENTITY_CHARS:
+        return escaped
+    digest = hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=16)
+    return "#" + digest.hexdigest()
+
+
+def escape_scope(scope: str) -> str:
+    """A scope (limit name) as it appears in a key; colons escaped too."""
+    return _escape(scope, _SAFE_SCOPE)
+
+
+def hash_tag(identity: str) -> str:
+    """The cluster hash tag of a (redacted) identity: 8 hex digits, never client-chosen."""
+    return hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+
+
+def limit_key(prefix: str, scope: str, algorithm: Algorithm, period_s: int, identity: str) -> str:
+    """The storage key of one identity's state for one limit.
+
+    ``identity`` must already be redacted (see :func:`redact`); ``prefix`` is the operator's
+    ``QUOTA_KEY_PREFIX`` and is escaped like a scope.
+    """
+    return (
+        f"{escape_scope(prefix)}:{{{hash_tag(identity)}}}:{escape_scope(scope)}:"
+        f"{algorithm.value}:{period_s}:{escape_identity(identity)}"
+    )

@@ -1,0 +1,40 @@
+"""Storage backends, chosen by URI scheme."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import redis
+
+from ..errors import ConfigurationError
+from .base import BatchResult, Check, Storage
+from .memory import MemoryStorage
+from .redis import RedisStorage
+
+_REDIS_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
+
+
+def storage_from_uri(uri: str, *, timeout_s: float = 0.1) -> Storage:
+    """The storage for ``uri``: ``memory://``, ``redis://``, ``rediss://`` or ``unix://``.
+
+    :param timeout_s: socket connect and read timeout, so a dead server stalls a request by
+        at most this much.
+    :raises ConfigurationError: for an unknown scheme or a malformed URI.
+    """
+    scheme = uri.partition("://")[0].lower() if "://" in uri else ""
+    if scheme == "memory":
+        return MemoryStorage()
+    if scheme in _REDIS_SCHEMES:
+        try:
+            client = redis.Redis.from_url(
+                uri, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            )
+        except ValueError as err:
+            raise ConfigurationError(f"invalid storage URI {uri!r}: {err}") from None
+        return RedisStorage(client)
+    raise ConfigurationError(
+        f"invalid storage URI {uri!r}: expected memory://, redis://, rediss:// or unix://"
+    )
+
+
+__all__ = ["BatchResult", "Check", "MemoryStorage", "RedisStorage", "Storage", "storage_from_uri"]

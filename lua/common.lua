@@ -1,0 +1,63 @@
+-- common: integer helpers and state I/O shared by the algorithm files.
+-- KEYS: none   ARGV: none   returns: nothing (a prelude)
+-- Every number is an integer below 2^53 (exact in Lua's doubles); states are strings of
+-- space-separated integers, written with %.0f (tostring would print 1.7e+15).
+
+local function floordiv(a, b)
+  -- Python's a // b for integers; corrects the rounding of a / b near a whole quotient.
+  local q = math.floor(a / b)
+  local r = a - q * b
+  if r < 0 then
+    q = q - 1
+  elseif r >= b then
+    q = q + 1
+  end
+  return q
+end
+
+local function ceildiv(a, b)
+  return -floordiv(-a, b)
+end
+
+local function fmt(n)
+  return string.format('%.0f', n)
+end
+
+local function read_ints(key)
+  local raw = redis.call('GET', key)
+  if not raw then
+    return nil
+  end
+  local values = {}
+  for field in string.gmatch(raw, '%S+') do
+    values[#values + 1] = tonumber(field)
+  end
+  return values
+end
+
+local function store_ints(key, ttl_us, values)
+  -- ttl_us <= 0: the state is equivalent to none, so drop it.
+  if ttl_us <= 0 then
+    redis.call('DEL', key)
+    return
+  end
+  local fields = {}
+  for i = 1, #values do
+    fields[i] = fmt(values[i])
+  end
+  redis.call('SET', key, table.concat(fields, ' '), 'PX', fmt(ceildiv(ttl_us, 1000)))
+end
+
+local function refusal_retry(rule, cost, wait_us)
+  if cost > rule.capacity then
+    return rule.period
+  end
+  return wait_us
+end
+
+local function decision(allowed, rule, remaining, reset_us, retry_us, delay_us, write)
+  return {
+    allowed = allowed, limit = rule.capacity, remaining = remaining,
+    reset = reset_us, retry = retry_us, delay = delay_us, write = write,
+  }
+end

@@ -1,0 +1,29 @@
+-- leaky_bucket: a queue of `capacity` units drained one per `emission` microseconds.
+-- KEYS[k]   state "drained_at_us" (when the queue is empty), TTL until then
+-- rule      capacity (burst), emission, max_delay (µs), period     cost: units to queue
+-- returns   decision() with delay = how long the admitted request waits for its turn
+local function leaky_bucket(key, now, rule, cost)
+  local capacity, interval = rule.capacity, rule.emission
+  local drained_at = now
+  local state = read_ints(key)
+  if state then
+    drained_at = state[1]
+  end
+  local backlog = math.max(0, drained_at - now)
+  local queued = ceildiv(backlog, interval)
+  local fits = queued + cost <= capacity
+  if fits and backlog <= rule.max_delay then
+    local drained_in = backlog + cost * interval
+    return decision(true, rule, capacity - queued - cost, drained_in, 0, backlog, function()
+      store_ints(key, drained_in, {now + drained_in})
+    end)
+  end
+  local wait
+  if fits then
+    wait = backlog - rule.max_delay
+  else
+    wait = backlog - (capacity - cost) * interval
+  end
+  return decision(false, rule, math.max(0, capacity - queued), backlog,
+    refusal_retry(rule, cost, wait), 0, nil)
+end

@@ -1,0 +1,43 @@
+"""Test doubles shared by the suite: a manual clock and a Redis storage driven by it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from flask_quota import _lua
+from flask_quota.storage.base import BatchResult, Check
+from flask_quota.storage.redis import RedisStorage, pack_checks, unpack_reply
+
+FIXED_CLOCK_LUA = (Path(__file__).parent / "lua" / "fixed_clock.lua").read_text()
+#: 2026-11-24T10:30:00Z, in microseconds: a start in the middle of every window we use.
+START_US = 1_764_000_000_000_000
+
+
+class ManualClock:
+    """A clock in integer microseconds that moves only when told to."""
+
+    def __init__(self, start_us: int = START_US) -> None:
+        self.now_us = start_us
+
+    def __call__(self) -> int:
+        return self.now_us
+
+    def advance(self, seconds: float = 0, *, us: int = 0) -> None:
+        self.now_us += int(seconds * 1_000_000) + us
+
+
+class ClockedRedisStorage(RedisStorage):
+    """The real dispatcher and algorithm files, with the clock prelude swapped for a manual one."""
+
+    def __init__(self, client: redis.Redis, clock: ManualClock) -> None:
+        super().__init__(client, script_source=_lua.assemble(FIXED_CLOCK_LUA))
+        self.clock = clock
+
+    def evaluate(self, checks: Sequence[Check]) -> BatchResult:
+        keys, args = pack_checks(checks)
+        reply: Any = self._script(keys=keys, args=[*args, self.clock()])
+        return unpack_reply(reply)
