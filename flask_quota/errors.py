@@ -7,6 +7,15 @@ One tree: :class:`QuotaError` for everything the library itself reports, and
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
 
 class QuotaError(Exception):
     """Base class of the errors flask-quota reports about itself."""
@@ -24,3 +33,83 @@ class StorageError(QuotaError):
 
     Network trouble only: the configured fail mode decides what happens to the request.
     """
+
+
+class RateLimitExceeded(TooManyRequests):
+    """The request was refused by a limit (or a block): a 429 that renders itself.
+
+    ``@app.errorhandler(429)`` or ``@app.errorhandler(RateLimitExceeded)`` can reshape it; the
+    attributes say why it was refused.
+
+    :param body: the JSON body (see :func:`flask_quota.responses.refusal_body`).
+    :param retry_after: whole seconds, sent as ``Retry-After``.
+    :param problem: answer ``application/problem+json`` (RFC 9457) instead of JSON.
+    """
+
+    def __init__(
+        self,
+        body: Mapping[str, Any],
+        *,
+        retry_after: int,
+        policy: str,
+        identity: str | None = None,
+        problem: bool = False,
+    ) -> None:
+        super().__init__(description=str(body.get("message", "")), retry_after=retry_after)
+        self.body = dict(body)
+        #: The refusing limit's name, as in headers and metrics.
+        self.policy = policy
+        #: The refused identity, redacted (API keys hashed).
+        self.identity = identity
+        self.mimetype = "application/problem+json" if problem else "application/json"
+
+    def get_body(
+        self, environ: WSGIEnvironment | None = None, scope: dict[str, Any] | None = None
+    ) -> str:
+        return json.dumps(self.body)
+
+    def get_headers(
+        self, environ: WSGIEnvironment | None = None, scope: dict[str, Any] | None = None
+    ) -> list[tuple[str, str]]:
+        headers = [
+            (name, value)
+            for name, value in super().get_headers(environ, scope)
+            if name.lower() != "content-type"
+        ]
+        return [("Content-Type", self.mimetype), *headers]
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """A 503 for ``QUOTA_FAIL_MODE = "closed"`` while the storage is unreachable."""
+
+    def __init__(self, retry_after: int, *, problem: bool = False) -> None:
+        super().__init__(
+            description="Rate limiting storage unavailable; try again later.",
+            retry_after=retry_after,
+        )
+        self.mimetype = "application/problem+json" if problem else "application/json"
+        self.problem = problem
+
+    def get_body(
+        self, environ: WSGIEnvironment | None = None, scope: dict[str, Any] | None = None
+    ) -> str:
+        body: dict[str, Any] = {"error": "Service Unavailable", "message": self.description}
+        if self.problem:
+            body = {
+                "type": "about:blank",
+                "title": "Service Unavailable",
+                "status": 503,
+                "detail": self.description,
+                **body,
+            }
+        return json.dumps(body)
+
+    def get_headers(
+        self, environ: WSGIEnvironment | None = None, scope: dict[str, Any] | None = None
+    ) -> list[tuple[str, str]]:
+        headers = [
+            (name, value)
+            for name, value in super().get_headers(environ, scope)
+            if name.lower() != "content-type"
+        ]
+        return [("Content-Type", self.mimetype), *headers]

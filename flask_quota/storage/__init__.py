@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Final
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ..errors import ConfigurationError
 from .base import BatchResult, Check, Storage
@@ -18,7 +20,8 @@ def storage_from_uri(uri: str, *, timeout_s: float = 0.1) -> Storage:
     """The storage for ``uri``: ``memory://``, ``redis://``, ``rediss://`` or ``unix://``.
 
     :param timeout_s: socket connect and read timeout, so a dead server stalls a request by
-        at most this much.
+        at most this much. redis-py's own retries are turned off (its default retries ten
+        times with backoff): the fail mode and ``QUOTA_RETRY_INTERVAL`` decide what happens next.
     :raises ConfigurationError: for an unknown scheme or a malformed URI.
     """
     scheme = uri.partition("://")[0].lower() if "://" in uri else ""
@@ -27,7 +30,10 @@ def storage_from_uri(uri: str, *, timeout_s: float = 0.1) -> Storage:
     if scheme in _REDIS_SCHEMES:
         try:
             client = redis.Redis.from_url(
-                uri, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+                uri,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 0),
             )
         except ValueError as err:
             raise ConfigurationError(f"invalid storage URI {uri!r}: {err}") from None

@@ -1,0 +1,266 @@
+"""Declared limits, and their compilation per app and endpoint.
+
+Declarations (decorators, blueprint limits, default and global limits) are recorded once, with
+static limit strings parsed on the spot so a bad one fails at start-up. Per app, each endpoint's
+declarations compile on first use into a :class:`Plan`: the ordered limits with their rules,
+scopes and names resolved, so a request only looks the plan up.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+from ._config import FailMode, KeyFunc, Settings
+from .algorithms import Algorithm, Rule
+from .errors import ConfigurationError
+from .limits import Limit, parse_limits
+
+LimitSource = str | Callable[[], "str | None"]
+CostSource = int | Callable[[], int]
+
+#: Above this many distinct strings from one dynamic limit, its cache starts over.
+_DYNAMIC_CACHE_SIZE = 256
+
+
+class Kind(enum.Enum):
+    """Where a limit was declared; also the evaluation order."""
+
+    GLOBAL = 0
+    BLUEPRINT = 1
+    DEFAULT = 2
+    VIEW = 3
+
+
+@lru_cache(maxsize=1024)
+def parse_cached(text: str) -> tuple[Limit, ...]:
+    """:func:`parse_limits`, cached: dynamic limits repeat the same few strings."""
+    return parse_limits(text)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitSpec:
+    """One declared limit, as the user wrote it."""
+
+    kind: Kind
+    source: LimitSource
+    #: Parsed at declaration when ``source`` is a string.
+    static: tuple[Limit, ...] | None
+    key: KeyFunc | None = None
+    strategy: Algorithm | None = None
+    cost: CostSource = 1
+    burst: int | None = None
+    scope: str | None = None
+    methods: frozenset[str] | None = None
+    exempt_when: Callable[[], bool] | None = None
+    name: str | None = None
+    dry_run: bool = False
+    fail_mode: FailMode | None = None
+
+
+def declare(
+    kind: Kind,
+    limit: LimitSource,
+    *,
+    key: KeyFunc | None = None,
+    strategy: str | None = None,
+    cost: CostSource = 1,
+    burst: int | None = None,
+    scope: str | None = None,
+    methods: Sequence[str] | None = None,
+    exempt_when: Callable[[], bool] | None = None,
+    name: str | None = None,
+    dry_run: bool = False,
+    fail_mode: str | None = None,
+) -> LimitSpec:
+    """Validate a declaration now (start-up), so nothing about it can fail per request.
+
+    :raises ConfigurationError: naming the bad argument and value.
+    """
+    if isinstance(limit, str):
+        static: tuple[Limit, ...] | None = parse_limits(limit)
+    elif callable(limit):
+        static = None
+    else:
+        raise ConfigurationError(f"invalid limit {limit!r}: expected a string or a callable")
+    if key is not None and not callable(key):
+        raise ConfigurationError(f"invalid key {key!r}: expected a callable returning a string")
+    if isinstance(cost, bool) or not (callable(cost) or (isinstance(cost, int) and cost >= 0)):
+        raise ConfigurationError(f"invalid cost {cost!r}: expected an int >= 0 or a callable")
+    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 1):
+        raise ConfigurationError(f"invalid burst {burst!r}: expected an int >= 1")
+    for label, value in (("scope", scope), ("name", name)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigurationError(f"invalid {label} {value!r}: expected a non-empty string")
+    if exempt_when is not None and not callable(exempt_when):
+        raise ConfigurationError(f"invalid exempt_when {exempt_when!r}: expected a callable")
+    if methods is not None and (
+        isinstance(methods, str) or not all(isinstance(m, str) for m in methods)
+    ):
+        raise ConfigurationError(f"invalid methods {methods!r}: expected a list of HTTP methods")
+    try:
+        mode = FailMode(fail_mode) if fail_mode is not None else None
+    except ValueError:
+        raise ConfigurationError(
+            f"invalid fail_mode {fail_mode!r}: expected 'open', 'closed' or 'local'"
+        ) from None
+    return LimitSpec(
+        kind=kind,
+        source=limit,
+        static=static,
+        key=key,
+        strategy=Algorithm.parse(strategy) if strategy is not None else None,
+        cost=cost,
+        burst=burst,
+        scope=scope,
+        methods=frozenset(m.upper() for m in methods) if methods is not None else None,
+        exempt_when=exempt_when,
+        name=name,
+        dry_run=dry_run,
+        fail_mode=mode,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppliedLimit:
+    """A declared limit resolved for one app and endpoint: what headers, signals and the CLI
+    name. ``scope`` names the counter; ``name`` labels it (``policy`` in responses)."""
+
+    name: str
+    limit: Limit
+    strategy: Algorithm
+    scope: str
+    rule: Rule
+
+
+@dataclass(slots=True, kw_only=True)
+class CompiledSpec:
+    """A :class:`LimitSpec` with the app's defaults filled in."""
+
+    spec: LimitSpec
+    key: KeyFunc
+    strategy: Algorithm
+    scope: str
+    #: Label when ``spec.name`` is unset: ``<base>:<limit>``.
+    name_base: str
+    dry_run: bool
+    fail_mode: FailMode
+    max_delay_us: int
+    #: Static limits, resolved once. ``None`` for dynamic ones (see :meth:`applied`).
+    fixed: tuple[AppliedLimit, ...] | None
+    _dynamic: dict[str, tuple[AppliedLimit, ...]] = field(default_factory=dict)
+
+    def resolve(self, limits: tuple[Limit, ...]) -> tuple[AppliedLimit, ...]:
+        """Rules and names for ``limits`` under this spec."""
+        return tuple(
+            AppliedLimit(
+                name=self.spec.name or f"{self.name_base}:{limit}",
+                limit=limit,
+                strategy=self.strategy,
+                scope=self.scope,
+                rule=Rule.build(
+                    self.strategy, limit, burst=self.spec.burst, max_delay_us=self.max_delay_us
+                ),
+            )
+            for limit in limits
+        )
+
+    def applied(self) -> tuple[AppliedLimit, ...]:
+        """The limits that apply now: static ones, or the dynamic source's current answer.
+
+        A dynamic source returning ``None`` means unlimited (an empty tuple).
+        """
+        if self.fixed is not None:
+            return self.fixed
+        assert callable(self.spec.source)
+        text = self.spec.source()
+        if text is None:
+            return ()
+        cached = self._dynamic.get(text)
+        if cached is None:
+            if len(self._dynamic) >= _DYNAMIC_CACHE_SIZE:
+                self._dynamic.clear()
+            cached = self._dynamic[text] = self.resolve(parse_cached(text))
+        return cached
+
+    def cost(self) -> int:
+        """This request's cost."""
+        cost = self.spec.cost
+        value = cost() if callable(cost) else cost
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigurationError(f"cost callable returned {value!r}: expected an int >= 0")
+        return value
+
+
+def compile_spec(
+    spec: LimitSpec,
+    settings: Settings,
+    *,
+    default_key: KeyFunc,
+    scope: str,
+    name_base: str,
+) -> CompiledSpec | None:
+    """``spec`` for an app; ``None`` when ``QUOTA_LIMITS`` names it unlimited.
+
+    A spec whose ``name`` is in ``QUOTA_LIMITS`` takes its limit string from there, so
+    operators retune it without touching views.
+    """
+    source = spec.source
+    static = spec.static
+    if spec.name is not None and spec.name in settings.named_limits:
+        named = settings.named_limits[spec.name]
+        if named is None:
+            return None
+        try:
+            static = parse_limits(named)
+        except ConfigurationError as err:
+            raise ConfigurationError(f"invalid QUOTA_LIMITS[{spec.name!r}]: {err}") from None
+        source = named
+    strategy = spec.strategy or settings.strategy
+    compiled = CompiledSpec(
+        spec=spec if source is spec.source else replace(spec, source=source, static=static),
+        key=spec.key or default_key,
+        strategy=strategy,
+        scope=scope,
+        name_base=name_base,
+        dry_run=spec.dry_run or settings.dry_run,
+        fail_mode=spec.fail_mode or settings.fail_mode,
+        max_delay_us=int(settings.max_delay_s * 1_000_000),
+        fixed=None,
+    )
+    if static is not None:
+        compiled.fixed = compiled.resolve(static)
+    return compiled
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one endpoint's requests are checked against, in order."""
+
+    specs: tuple[CompiledSpec, ...]
+    exempt: bool = False
+
+
+class PlanCache:
+    """Plans per endpoint, compiled on first use; safe to race (compiling is idempotent)."""
+
+    def __init__(self, build: Callable[[str | None], Plan]) -> None:
+        self._build = build
+        self._plans: dict[str | None, Plan] = {}
+        self._lock = threading.Lock()
+
+    def get(self, endpoint: str | None) -> Plan:
+        plan = self._plans.get(endpoint)
+        if plan is None:
+            with self._lock:
+                plan = self._plans.get(endpoint)
+                if plan is None:
+                    plan = self._plans[endpoint] = self._build(endpoint)
+        return plan
+
+    def clear(self) -> None:
+        with self._lock:
+            self._plans.clear()
