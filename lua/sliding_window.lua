@@ -13,7 +13,13 @@ local function sliding_window_reset(current, previous, period, elapsed)
 end
 
 local function sliding_window_wait(room, count, period)
-  return period - math.floor((room + 1) * period / count)
+  -- The least elapsed time at which `count`, weighted by the rest of the window, fits `room`;
+  -- the closed form lands on the boundary itself when the quotient is whole: step past it.
+  local elapsed = period - math.floor((room + 1) * period / count)
+  while math.floor(count * (period - elapsed) / period) > room do
+    elapsed = elapsed + 1
+  end
+  return elapsed
 end
 
 local function sliding_window(key, now, rule, cost)

@@ -28,8 +28,16 @@ def _weighted(previous: int, uncovered_us: int, period_us: int) -> int:
 
 
 def _wait_for_room(room: int, count: int, period_us: int) -> int:
-    """Elapsed time into a window after which ``count`` weighted by the rest fits ``room``."""
-    return period_us - math.floor(float(room + 1) * float(period_us) / float(count))
+    """The least elapsed time into a window at which ``count`` weighted by the rest fits ``room``.
+
+    The closed form lands on the boundary itself when ``(room + 1) * period / count`` is whole,
+    and there the weight is still ``room + 1``: step on until :func:`_weighted` agrees, so a
+    retry at ``retry_after`` is never refused (one step in exact arithmetic).
+    """
+    elapsed = period_us - math.floor(float(room + 1) * float(period_us) / float(count))
+    while _weighted(count, period_us - elapsed, period_us) > room:
+        elapsed += 1
+    return elapsed
 
 
 def decide(
