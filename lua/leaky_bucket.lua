@@ -18,12 +18,8 @@ local function leaky_bucket(key, now, rule, cost)
       store_ints(key, drained_in, {now + drained_in})
     end)
   end
-  local wait
-  if fits then
-    wait = backlog - rule.max_delay
-  else
-    wait = backlog - (capacity - cost) * interval
-  end
+  -- Admitted once the delay is short enough and the cost fits, whichever comes last.
+  local wait = math.max(backlog - rule.max_delay, backlog - (capacity - cost) * interval)
   return decision(false, rule, math.max(0, capacity - queued), backlog,
     refusal_retry(rule, cost, wait), 0, nil)
 end

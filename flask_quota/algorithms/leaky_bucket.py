@@ -31,11 +31,9 @@ def decide(
             delay_us=backlog,
         )
         return Outcome(decision, now_us + drained_in, drained_in)
-    if fits:
-        wait = backlog - rule.max_delay_us
-    else:
-        # Until ceil(backlog / interval) <= capacity - cost.
-        wait = backlog - (capacity - cost) * interval
+    # Admitted once the delay is short enough and the cost fits, whichever comes last; it fits
+    # once ceil(backlog / interval) <= capacity - cost (the second term is <= 0 when it fits).
+    wait = max(backlog - rule.max_delay_us, backlog - (capacity - cost) * interval)
     decision = Decision(
         allowed=False,
         limit=capacity,
