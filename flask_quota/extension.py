@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 
@@ -34,9 +34,10 @@ from ._registry import (
     declare,
 )
 from ._state import STATE_KEY, app_state
+from .algorithms import Decision
 from .errors import ConfigurationError, RateLimitExceeded, StorageError, StorageUnavailable
 from .identity import GLOBAL, by_ip
-from .keys import limit_key, redact
+from .keys import ALLOW, BLOCK, REFUSALS, identity_key, limit_key, redact
 from .metrics import Metrics, metrics_for
 from .responses import (
     Reported,
@@ -47,7 +48,7 @@ from .responses import (
     retry_after_seconds,
 )
 from .storage import MemoryStorage, Storage, storage_from_uri
-from .storage.base import BatchResult, Check
+from .storage.base import BatchResult, Check, Subject
 
 log = logging.getLogger("flask_quota")
 
@@ -55,6 +56,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: A request leaving less than this share of a limit counts as ``near_limit``.
 NEAR_LIMIT_SHARE = 0.2
+#: The policy name of a refusal by an operator's block.
+BLOCK_POLICY = "blocked"
 
 
 class StorageGuard:
@@ -214,6 +217,9 @@ class Quota:
         app.extensions[STATE_KEY] = state
         app.before_request(self._before_request)
         app.after_request(self._after_request)
+        from .cli import quota_cli  # the CLI imports this module: import it only now
+
+        app.cli.add_command(quota_cli)
 
     def limit(
         self,
@@ -385,7 +391,7 @@ class Quota:
         if any(request_filter() for request_filter in self._request_filters):
             state.metrics.send((m.BYPASSED,))
             return
-        pending, checks = _collect_checks(plan, settings, request.method)
+        pending, checks, subjects = _collect_checks(plan, settings, request.method)
         if not checks:
             return
         if _whitelisted(settings, pending):
@@ -393,11 +399,16 @@ class Quota:
             return
         fail_mode = max((p.compiled.fail_mode for p in pending), key=lambda f: f.strictness)
         started = time.perf_counter()
-        result = _evaluate(app, state, checks, fail_mode)
+        result = _evaluate(app, state, checks, subjects, fail_mode)
         check_ms = (time.perf_counter() - started) * 1000
         if result is None:
             return
-        _settle(app, state, pending, checks, result, check_ms)
+        if result.allowed_by_list:
+            state.metrics.send((m.BYPASSED,), check_ms)
+            return
+        if result.blocked_subject is not None:
+            _refuse_blocked(app, state, subjects[result.blocked_subject], result, check_ms)
+        _settle(app, state, pending, result, check_ms)
 
     def _after_request(self, response: Response) -> Response:
         reported: tuple[Reported, int] | None = g.get("_quota")
@@ -418,9 +429,12 @@ class Quota:
 
 def _collect_checks(
     plan: Plan, settings: Settings, method: str
-) -> tuple[list[_Pending], list[Check]]:
-    """Identities, limits and costs of this request, as checks for one storage call."""
+) -> tuple[list[_Pending], list[Check], list[Subject]]:
+    """Identities, limits and costs of this request, as checks for one storage call, and the
+    identities as subjects whose allow-list entries, blocks and refusals the same call sees."""
     identities: dict[KeyFunc, str | None] = {}
+    subject_index: dict[str, int] = {}
+    subjects: list[Subject] = []
     pending: list[_Pending] = []
     checks: list[Check] = []
     for compiled in plan.specs:
@@ -444,6 +458,18 @@ def _collect_checks(
             continue
         cost = compiled.cost()
         shown = redact(identity)
+        subject = subject_index.get(shown)
+        if subject is None:
+            subject = subject_index[shown] = len(subjects)
+            prefix = settings.key_prefix
+            subjects.append(
+                Subject(
+                    identity=shown,
+                    allow_key=identity_key(prefix, ALLOW, shown),
+                    block_key=identity_key(prefix, BLOCK, shown),
+                    refusals_key=identity_key(prefix, REFUSALS, shown),
+                )
+            )
         for limit in applied:
             checks.append(
                 Check(
@@ -457,10 +483,11 @@ def _collect_checks(
                     rule=limit.rule,
                     cost=cost,
                     dry_run=compiled.dry_run,
+                    subject=subject,
                 )
             )
             pending.append(_Pending(limit, identity, compiled))
-    return pending, checks
+    return pending, checks, subjects
 
 
 def _whitelisted(settings: Settings, pending: Iterable[_Pending]) -> bool:
@@ -482,13 +509,18 @@ def _whitelisted(settings: Settings, pending: Iterable[_Pending]) -> bool:
 
 
 def _evaluate(
-    app: Flask, state: AppState, checks: Sequence[Check], fail_mode: FailMode
+    app: Flask,
+    state: AppState,
+    checks: Sequence[Check],
+    subjects: Sequence[Subject],
+    fail_mode: FailMode,
 ) -> BatchResult | None:
     """One storage call, or the fail mode when the storage is down. ``None``: let it pass."""
     guard = state.guard
+    alert_window_us = state.settings.alert_window_s * 1_000_000
     if guard.should_try():
         try:
-            result = state.storage.evaluate(checks)
+            result = state.storage.evaluate(checks, subjects, alert_window_us)
         except StorageError as error:
             guard.failed()
             log.warning(
@@ -511,15 +543,74 @@ def _evaluate(
             problem=state.settings.error_format.value == "problem",
         )
     if fail_mode is FailMode.LOCAL:
-        return state.local_storage.evaluate(checks)
+        return state.local_storage.evaluate(checks, subjects, alert_window_us)
     return None
+
+
+def _refuse_blocked(
+    app: Flask, state: AppState, subject: Subject, result: BatchResult, check_ms: float
+) -> NoReturn:
+    """429 for an identity an operator blocked: ``Retry-After`` is the block's time left."""
+    settings = state.settings
+    remaining_us = result.block_remaining_us
+    if remaining_us < 0:  # a block without expiry: advertise the default block length
+        remaining_us = settings.block_duration_s * 1_000_000
+    block = Decision(
+        allowed=False,
+        limit=0,
+        remaining=0,
+        reset_after_us=remaining_us,
+        retry_after_us=remaining_us,
+    )
+    report = Reported(block, BLOCK_POLICY, ceil_seconds(remaining_us))
+    g._quota = (report, result.now_us)
+    state.metrics.send((m.DENIED, m.denied_metric(BLOCK_POLICY)), check_ms)
+    log.info(
+        "blocked identity %s refused on %s (request id %s)",
+        subject.identity,
+        request.endpoint,
+        request.headers.get("X-Request-ID", "-"),
+    )
+    _notify_refusal(app, state, None, subject.identity, result.refusals)
+    raise RateLimitExceeded(
+        refusal_body(report, result.now_us, settings.error_format),
+        retry_after=retry_after_seconds(block),
+        policy=BLOCK_POLICY,
+        identity=subject.identity,
+        problem=settings.error_format.value == "problem",
+    )
+
+
+def _notify_refusal(
+    app: Flask, state: AppState, limit: AppliedLimit | None, identity: str, refusals: int
+) -> None:
+    """``rate_limit_exceeded``, and ``repeat_offender`` when the identity's refusals reach the
+    threshold (exactly once per identity per alert window: the count passes it once)."""
+    if signals.rate_limit_exceeded.receivers:
+        signals.rate_limit_exceeded.send(
+            app,
+            limit=limit,
+            key=identity,
+            request=request._get_current_object(),  # type: ignore[attr-defined]
+        )
+    settings = state.settings
+    if refusals == settings.alert_threshold:
+        log.warning(
+            "repeat offender %s: %d refusals within %d s",
+            identity,
+            refusals,
+            settings.alert_window_s,
+        )
+        if signals.repeat_offender.receivers:
+            signals.repeat_offender.send(
+                app, key=identity, count=refusals, window=settings.alert_window_s
+            )
 
 
 def _settle(
     app: Flask,
     state: AppState,
     pending: Sequence[_Pending],
-    checks: Sequence[Check],
     result: BatchResult,
     check_ms: float,
 ) -> None:
@@ -555,13 +646,7 @@ def _settle(
             request.endpoint,
             request.headers.get("X-Request-ID", "-"),
         )
-        if signals.rate_limit_exceeded.receivers:
-            signals.rate_limit_exceeded.send(
-                app,
-                limit=refused.applied,
-                key=shown,
-                request=request._get_current_object(),  # type: ignore[attr-defined]
-            )
+        _notify_refusal(app, state, refused.applied, shown, result.refusals)
         settings = state.settings
         raise RateLimitExceeded(
             refusal_body(report, result.now_us, settings.error_format),

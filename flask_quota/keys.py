@@ -1,6 +1,9 @@
 """The only place storage keys are built.
 
-Layout: ``<prefix>:{<tag>}:<scope>:<algorithm>:<period_s>:<identity>``.
+Layout: ``<prefix>:{<tag>}:<scope>:<algorithm>:<period_s>:<identity>`` for limit states, and
+``<prefix>:{<tag>}:%<list>:<identity>`` for an identity's allow-list and block entries and its
+refusal counter (``%allow``, ``%block``, ``%refusals``: a scope can never start that way, since
+``%`` in a scope is escaped to ``%25``).
 
 - ``<tag>`` is a short digest of the identity: all of one identity's keys share a Redis Cluster
   hash slot, and no byte a client controls can pick that slot (it is always the first ``{...}``).
@@ -21,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Final
+from urllib.parse import unquote_to_bytes
 
 from .algorithms import Algorithm
 
@@ -83,3 +88,62 @@ def limit_key(prefix: str, scope: str, algorithm: Algorithm, period_s: int, iden
         f"{escape_scope(prefix)}:{{{hash_tag(identity)}}}:{escape_scope(scope)}:"
         f"{algorithm.value}:{period_s}:{escape_identity(identity)}"
     )
+
+
+ALLOW: Final = "%allow"
+BLOCK: Final = "%block"
+REFUSALS: Final = "%refusals"
+
+
+def identity_key(prefix: str, kind: str, identity: str) -> str:
+    """The key of an identity's allow-list entry, block or refusal counter (``kind``)."""
+    return f"{escape_scope(prefix)}:{{{hash_tag(identity)}}}:{kind}:{escape_identity(identity)}"
+
+
+def identity_pattern(prefix: str, identity: str) -> str:
+    """A ``SCAN`` glob for every key of ``identity`` (and, rarely, of others sharing its tag:
+    filter with :func:`parse_key`). Escaped parts hold no glob characters."""
+    return f"{escape_scope(prefix)}:{{{hash_tag(identity)}}}:*"
+
+
+def prefix_pattern(prefix: str) -> str:
+    """A ``SCAN`` glob for every key under ``prefix``."""
+    return f"{escape_scope(prefix)}:{{*"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedKey:
+    """A storage key taken apart (for the CLI)."""
+
+    #: The scope of a limit state, or ``%allow`` / ``%block`` / ``%refusals``.
+    kind: str
+    #: The identity as shown (escapes undone; ``#<digest>`` for a long one).
+    identity: str
+    algorithm: str = ""
+    period_s: int = 0
+
+
+def unescape(text: str) -> str:
+    """Undo :func:`_escape`."""
+    if "%" not in text:
+        return text
+    return unquote_to_bytes(text).decode("utf-8", "surrogatepass")
+
+
+def parse_key(key: str, prefix: str) -> ParsedKey | None:
+    """Take a key built here apart; ``None`` for a key of another layout."""
+    head = f"{escape_scope(prefix)}:{{"
+    if not key.startswith(head):
+        return None
+    parts = key[len(head) :].split(":", 1)
+    if len(parts) != 2 or not parts[0].endswith("}"):
+        return None
+    rest = parts[1]
+    if rest.startswith((ALLOW + ":", BLOCK + ":", REFUSALS + ":")):
+        kind, escaped = rest.split(":", 1)
+        return ParsedKey(kind, unescape(escaped))
+    fields = rest.split(":", 3)
+    if len(fields) != 4 or not fields[2].isdigit():
+        return None
+    scope, algorithm, period, escaped = fields
+    return ParsedKey(unescape(scope), unescape(escaped), algorithm, int(period))

@@ -9,7 +9,7 @@ from typing import Any
 import redis
 
 from flask_quota import _lua
-from flask_quota.storage.base import BatchResult, Check
+from flask_quota.storage.base import BatchResult, Check, Subject
 from flask_quota.storage.redis import RedisStorage, pack_checks, unpack_reply
 
 FIXED_CLOCK_LUA = (Path(__file__).parent / "lua" / "fixed_clock.lua").read_text()
@@ -37,7 +37,12 @@ class ClockedRedisStorage(RedisStorage):
         super().__init__(client, script_source=_lua.assemble(FIXED_CLOCK_LUA))
         self.clock = clock
 
-    def evaluate(self, checks: Sequence[Check]) -> BatchResult:
-        keys, args = pack_checks(checks)
+    def evaluate(
+        self,
+        checks: Sequence[Check],
+        subjects: Sequence[Subject] = (),
+        alert_window_us: int = 0,
+    ) -> BatchResult:
+        keys, args = pack_checks(checks, subjects, alert_window_us)
         reply: Any = self._script(keys=keys, args=[*args, self.clock()])
         return unpack_reply(reply)

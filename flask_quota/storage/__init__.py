@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Final
 
-import redis
+import redis as redis_py
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..errors import ConfigurationError
 from .base import BatchResult, Check, Storage
 from .memory import MemoryStorage
-from .redis import RedisStorage
+
+# Imported after redis-py under another name: importing the submodule ``.redis`` binds
+# ``redis`` in this namespace, which would shadow the client library.
+from .redis import RedisStorage  # noqa: E402
 
 _REDIS_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
 
@@ -29,17 +32,17 @@ def storage_from_uri(uri: str, *, timeout_s: float = 0.1) -> Storage:
         return MemoryStorage()
     if scheme in _REDIS_SCHEMES:
         try:
-            client = redis.Redis.from_url(
+            client = redis_py.Redis.from_url(
                 uri,
                 socket_timeout=timeout_s,
                 socket_connect_timeout=timeout_s,
                 retry=Retry(NoBackoff(), 0),
             )
         except ValueError as err:
-            raise ConfigurationError(f"invalid storage URI {uri!r}: {err}") from None
+            raise ConfigurationError(f"invalid QUOTA_STORAGE_URI {uri!r}: {err}") from None
         return RedisStorage(client)
     raise ConfigurationError(
-        f"invalid storage URI {uri!r}: expected memory://, redis://, rediss:// or unix://"
+        f"invalid QUOTA_STORAGE_URI {uri!r}: expected memory://, redis://, rediss:// or unix://"
     )
 
 

@@ -16,14 +16,36 @@ from ..errors import ConfigurationError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Subject:
+    """An identity a request is checked for, with its list and refusal-counter keys.
+
+    The storage looks these up in the same call as the limits: an allow-listed subject lets
+    the request through unchecked, a blocked one refuses it, and a refusal is counted on the
+    refused subject's counter (a fixed window of ``alert_window_us``).
+    """
+
+    #: The identity, redacted (as stored and shown).
+    identity: str
+    allow_key: str
+    block_key: str
+    refusals_key: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Check:
-    """One limit to apply to one identity in this request."""
+    """One limit to apply to one identity in this request.
+
+    A cost of 0 is a peek: decided and reported, never written.
+    """
 
     key: str
     rule: Rule
     cost: int = 1
     #: Evaluated and reported, never refusing; not charged when it would have refused.
     dry_run: bool = False
+    #: Index of the :class:`Subject` this check counts for, or -1 (none: nothing is counted
+    #: against an identity when it refuses).
+    subject: int = -1
 
     def __post_init__(self) -> None:
         if isinstance(self.cost, bool) or not isinstance(self.cost, int) or self.cost < 0:
@@ -43,18 +65,36 @@ class BatchResult:
     refused_index: int | None
     #: The storage's clock when it decided, in microseconds since the epoch.
     now_us: int
+    #: A subject is allow-listed: nothing was checked or charged.
+    allowed_by_list: bool = False
+    #: Index of the blocked subject that refused the request (no check was evaluated).
+    blocked_subject: int | None = None
+    #: Microseconds left on that block.
+    block_remaining_us: int = 0
+    #: The refused subject's refusals in the current alert window, this one included.
+    refusals: int = 0
 
     @property
     def allowed(self) -> bool:
-        """Whether every (non-dry-run) check admitted the request, and it was charged."""
-        return self.refused_index is None
+        """Whether the request may proceed: allow-listed, or admitted (and charged) by every
+        non-dry-run check."""
+        return self.refused_index is None and self.blocked_subject is None
 
 
 class Storage(Protocol):
     """What the extension needs of a backend."""
 
-    def evaluate(self, checks: Sequence[Check]) -> BatchResult:
+    def evaluate(
+        self,
+        checks: Sequence[Check],
+        subjects: Sequence[Subject] = (),
+        alert_window_us: int = 0,
+    ) -> BatchResult:
         """Decide and, if all admit, charge every check, in one atomic step.
+
+        First, if any of ``subjects`` is allow-listed the request passes unchecked; if one is
+        blocked it is refused. A refusal increments the refused subject's counter, which
+        expires ``alert_window_us`` after its first refusal.
 
         :raises StorageError: when the backend cannot be reached or times out.
         """
@@ -62,4 +102,24 @@ class Storage(Protocol):
 
     def clear(self, keys: Sequence[str]) -> None:
         """Forget the state under ``keys`` (a reset)."""
+        ...
+
+    # Administration (CLI): rare, so plain commands, never on the request path.
+
+    def scan(self, match: str, limit: int | None = None) -> list[str]:
+        """Live keys matching the glob ``match`` (Redis ``SCAN``, never ``KEYS``), at most
+        ``limit`` of them."""
+        ...
+
+    def put(self, key: str, value: str, ttl_ms: int | None) -> None:
+        """Store a plain value (a list entry or flag), expiring after ``ttl_ms`` if given."""
+        ...
+
+    def get(self, key: str) -> str | None:
+        """A plain value stored with :meth:`put` or a refusal counter, as a string."""
+        ...
+
+    def ttl_ms(self, key: str) -> int | None:
+        """Milliseconds left before ``key`` expires; ``None`` if it does not exist, -1 if it
+        never expires."""
         ...

@@ -7,16 +7,20 @@ spray of distinct identities costs memory only for as long as their states matte
 
 from __future__ import annotations
 
+import fnmatch
 import heapq
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..algorithms import DECIDERS, Decision
-from .base import BatchResult, Check
+from .base import BatchResult, Check, Subject
 
 Clock = Callable[[], int]
+#: Expiry of entries that never expire (allow-list entries).
+_NEVER = 2**62
 
 
 def system_clock_us() -> int:
@@ -47,11 +51,35 @@ class MemoryStorage:
         """The storage's clock."""
         return self._clock() if self._clock is not None else system_clock_us()
 
-    def evaluate(self, checks: Sequence[Check]) -> BatchResult:
-        """Decide every check in order; commit their states only if all admit."""
+    def evaluate(
+        self,
+        checks: Sequence[Check],
+        subjects: Sequence[Subject] = (),
+        alert_window_us: int = 0,
+    ) -> BatchResult:
+        """Decide every check in order; commit their states only if all admit.
+
+        Same steps as ``lua/dispatch.lua``: allow list, blocks, checks, refusal counting.
+        """
         with self._lock:
             now = self.now_us()
             self._sweep(now)
+            for subject in subjects:
+                if self._read(subject.allow_key, now) is not None:
+                    return BatchResult(
+                        decisions=(), refused_index=None, now_us=now, allowed_by_list=True
+                    )
+            for index, subject in enumerate(subjects):
+                if self._read(subject.block_key, now) is not None:
+                    expires = self._entries[subject.block_key][1]
+                    return BatchResult(
+                        decisions=(),
+                        refused_index=None,
+                        now_us=now,
+                        blocked_subject=index,
+                        block_remaining_us=-1 if expires == _NEVER else expires - now,
+                        refusals=self._count_refusal(subjects, index, now, alert_window_us),
+                    )
             decisions: list[Decision] = []
             writes: list[tuple[str, Any, int]] = []
             for index, check in enumerate(checks):
@@ -60,12 +88,31 @@ class MemoryStorage:
                 )
                 decisions.append(outcome.decision)
                 if outcome.decision.allowed:
-                    writes.append((check.key, outcome.state, outcome.ttl_us))
+                    if check.cost > 0:
+                        writes.append((check.key, outcome.state, outcome.ttl_us))
                 elif not check.dry_run:
-                    return BatchResult(decisions=tuple(decisions), refused_index=index, now_us=now)
+                    return BatchResult(
+                        decisions=tuple(decisions),
+                        refused_index=index,
+                        now_us=now,
+                        refusals=self._count_refusal(subjects, check.subject, now, alert_window_us),
+                    )
             for key, state, ttl_us in writes:
                 self._write(key, state, now, ttl_us)
             return BatchResult(decisions=tuple(decisions), refused_index=None, now_us=now)
+
+    def _count_refusal(
+        self, subjects: Sequence[Subject], index: int, now: int, window_us: int
+    ) -> int:
+        if index < 0 or window_us <= 0:
+            return 0
+        key = subjects[index].refusals_key
+        count = self._read(key, now)
+        if count is None:
+            self._write(key, 1, now, -(-window_us // 1000) * 1000)
+            return 1
+        self._entries[key] = (count + 1, self._entries[key][1])
+        return int(count) + 1
 
     def clear(self, keys: Sequence[str]) -> None:
         """Forget the states under ``keys``."""
@@ -78,6 +125,33 @@ class MemoryStorage:
         with self._lock:
             now = self.now_us()
             return [key for key, (_, expires) in self._entries.items() if expires > now]
+
+    def scan(self, match: str, limit: int | None = None) -> list[str]:
+        """Live keys matching the glob ``match`` (Redis glob rules), at most ``limit``."""
+        pattern = re.compile(fnmatch.translate(match))
+        found = [key for key in self.keys() if pattern.match(key)]
+        return found if limit is None else found[:limit]
+
+    def put(self, key: str, value: str, ttl_ms: int | None) -> None:
+        with self._lock:
+            now = self.now_us()
+            if ttl_ms is None:
+                self._entries[key] = (value, _NEVER)
+            else:
+                self._write(key, value, now, ttl_ms * 1000)
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            value = self._read(key, self.now_us())
+        return None if value is None else str(value)
+
+    def ttl_ms(self, key: str) -> int | None:
+        with self._lock:
+            now = self.now_us()
+            if self._read(key, now) is None:
+                return None
+            expires = self._entries[key][1]
+        return -1 if expires == _NEVER else -(-(expires - now) // 1000)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -8,7 +8,8 @@ is a bug and propagates as is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -17,20 +18,23 @@ from redis.commands.core import Script
 from .. import _lua
 from ..algorithms import Decision
 from ..errors import StorageError
-from .base import BatchResult, Check
+from .base import BatchResult, Check, Subject
 
-#: Fields per check in ARGV and per decision in the reply (see lua/dispatch.lua).
-ARGV_STRIDE = 8
+#: Integers before the first decision in the reply, and per decision (see lua/dispatch.lua).
+REPLY_HEADER = 6
 REPLY_STRIDE = 6
 
 
-def pack_checks(checks: Sequence[Check]) -> tuple[list[str], list[int | str]]:
+def pack_checks(
+    checks: Sequence[Check], subjects: Sequence[Subject] = (), alert_window_us: int = 0
+) -> tuple[list[str], list[int | str]]:
     """KEYS and ARGV for the dispatcher."""
-    keys: list[str] = []
-    args: list[int | str] = [len(checks)]
+    keys: list[str] = [check.key for check in checks]
+    args: list[int | str] = [len(checks), len(subjects), alert_window_us]
+    for subject in subjects:
+        keys += [subject.allow_key, subject.block_key, subject.refusals_key]
     for check in checks:
         rule = check.rule
-        keys.append(check.key)
         args += [
             rule.algorithm.value,
             rule.count,
@@ -40,13 +44,14 @@ def pack_checks(checks: Sequence[Check]) -> tuple[list[str], list[int | str]]:
             rule.max_delay_us,
             check.cost,
             1 if check.dry_run else 0,
+            check.subject + 1,
         ]
     return keys, args
 
 
 def unpack_reply(reply: Sequence[int]) -> BatchResult:
     """A :class:`BatchResult` from the dispatcher's flat integer reply."""
-    refused, now_us = int(reply[0]), int(reply[1])
+    refused, now_us, blocked = int(reply[0]), int(reply[1]), int(reply[2])
     decisions = tuple(
         Decision(
             allowed=bool(reply[at]),
@@ -56,10 +61,16 @@ def unpack_reply(reply: Sequence[int]) -> BatchResult:
             retry_after_us=int(reply[at + 4]),
             delay_us=int(reply[at + 5]),
         )
-        for at in range(2, len(reply), REPLY_STRIDE)
+        for at in range(REPLY_HEADER, len(reply), REPLY_STRIDE)
     )
     return BatchResult(
-        decisions=decisions, refused_index=refused - 1 if refused else None, now_us=now_us
+        decisions=decisions,
+        refused_index=refused - 1 if refused else None,
+        now_us=now_us,
+        allowed_by_list=bool(reply[5]),
+        blocked_subject=blocked - 1 if blocked else None,
+        block_remaining_us=int(reply[3]),
+        refusals=int(reply[4]),
     )
 
 
@@ -77,20 +88,62 @@ class RedisStorage:
             script_source if script_source is not None else _lua.evaluate_script()
         )
 
-    def evaluate(self, checks: Sequence[Check]) -> BatchResult:
-        """Decide and charge all ``checks`` in one ``EVALSHA``."""
-        keys, args = pack_checks(checks)
+    def evaluate(
+        self,
+        checks: Sequence[Check],
+        subjects: Sequence[Subject] = (),
+        alert_window_us: int = 0,
+    ) -> BatchResult:
+        """Decide and charge all ``checks`` (and look ``subjects`` up) in one ``EVALSHA``."""
+        keys, args = pack_checks(checks, subjects, alert_window_us)
         try:
             reply: Any = self._script(keys=keys, args=args)
         except (redis.ConnectionError, redis.TimeoutError) as err:
+            # Drop pooled sockets: the next probe starts on a fresh connection, so a restarted
+            # server is found at once rather than through a stale socket's error.
+            self.client.connection_pool.disconnect()
             raise StorageError(f"redis unavailable: {err}") from err
         return unpack_reply(reply)
 
     def clear(self, keys: Sequence[str]) -> None:
         """Delete the states under ``keys``."""
-        if not keys:
-            return
-        try:
-            self.client.delete(*keys)
-        except (redis.ConnectionError, redis.TimeoutError) as err:
-            raise StorageError(f"redis unavailable: {err}") from err
+        if keys:
+            with _storage_errors():
+                self.client.delete(*keys)
+
+    def scan(self, match: str, limit: int | None = None) -> list[str]:
+        """Keys matching ``match``, by ``SCAN`` (never ``KEYS``), at most ``limit``."""
+        found: list[str] = []
+        with _storage_errors():
+            for raw in self.client.scan_iter(match=match, count=1000):
+                found.append(
+                    raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+                )
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
+
+    def put(self, key: str, value: str, ttl_ms: int | None) -> None:
+        with _storage_errors():
+            self.client.set(key, value, px=ttl_ms)
+
+    def get(self, key: str) -> str | None:
+        with _storage_errors():
+            raw = self.client.get(key)
+        if raw is None:
+            return None
+        return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+
+    def ttl_ms(self, key: str) -> int | None:
+        with _storage_errors():
+            ttl = int(self.client.pttl(key))
+        return None if ttl == -2 else ttl
+
+
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """Network trouble as :class:`StorageError`; anything else is a bug and propagates."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as err:
+        raise StorageError(f"redis unavailable: {err}") from err

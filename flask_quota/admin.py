@@ -1,0 +1,304 @@
+"""What operators do to a running API: inspect, reset, allow-list, block, rank offenders.
+
+Plain functions over an app's state, so the CLI stays a thin shell and tests need no click.
+Every identity given here may be raw or already redacted (``key:secret`` and
+``key:sha256:<16 hex>`` name the same API key); nothing here prints a secret.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from flask import Flask
+
+from ._registry import AppliedLimit, CompiledSpec
+from ._state import app_state
+from .errors import ConfigurationError
+from .extension import AppState
+from .keys import (
+    ALLOW,
+    BLOCK,
+    REFUSALS,
+    ParsedKey,
+    identity_key,
+    identity_pattern,
+    parse_key,
+    prefix_pattern,
+    redact,
+)
+from .responses import ceil_seconds
+from .storage import MemoryStorage
+from .storage.base import Check
+
+#: Keys peeked per storage call by :func:`live_counters`.
+_PEEK_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLimit:
+    """One limit on one route, for ``flask quota limits``."""
+
+    endpoint: str
+    rule: str
+    methods: str
+    name: str
+    limit: str
+    strategy: str
+    key: str
+    scope: str
+    dry_run: bool
+    fail_mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """One identity's live state under one limit, for ``flask quota list``."""
+
+    identity: str
+    name: str
+    limit: str
+    strategy: str
+    used: int | None
+    remaining: int | None
+    reset_s: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Offender:
+    identity: str
+    refusals: int
+
+
+def is_per_process(app: Flask) -> bool:
+    """Whether the app's storage is ``memory://``, which no other process can see."""
+    return isinstance(app_state(app).storage, MemoryStorage)
+
+
+def _identity(text: str) -> str:
+    if not text or not text.strip():
+        raise ConfigurationError("identity must be a non-empty string, e.g. 'user:42'")
+    return redact(text)
+
+
+def _compiled_specs(app: Flask, state: AppState) -> Iterator[tuple[str, CompiledSpec]]:
+    """Every compiled limit of every route (plans compile on first use, so this compiles)."""
+    for rule in app.url_map.iter_rules():
+        for compiled in state.plans.get(rule.endpoint).specs:
+            yield rule.endpoint, compiled
+
+
+def route_limits(app: Flask) -> list[RouteLimit]:
+    """Every route with its limits, in URL-map order (like ``flask routes``)."""
+    state = app_state(app)
+    rows: list[RouteLimit] = []
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint)):
+        if rule.endpoint == "static" and not state.settings.count_static:
+            continue
+        methods = ",".join(sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}))
+        for compiled in state.plans.get(rule.endpoint).specs:
+            spec = compiled.spec
+            key_name = getattr(compiled.key, "__name__", repr(compiled.key))
+            limits: tuple[AppliedLimit, ...] | None = compiled.fixed
+            entries = (
+                [(a.name, str(a.limit)) for a in limits]
+                if limits is not None
+                else [(spec.name or f"{compiled.name_base}:<dynamic>", _dynamic_label(spec.source))]
+            )
+            for name, text in entries:
+                rows.append(
+                    RouteLimit(
+                        endpoint=rule.endpoint,
+                        rule=rule.rule,
+                        methods=",".join(sorted(spec.methods)) if spec.methods else methods,
+                        name=name,
+                        limit=text,
+                        strategy=compiled.strategy.value,
+                        key=key_name,
+                        scope=compiled.scope,
+                        dry_run=compiled.dry_run,
+                        fail_mode=compiled.fail_mode.value,
+                    )
+                )
+    return rows
+
+
+def _dynamic_label(source: object) -> str:
+    return f"<per request: {getattr(source, '__qualname__', repr(source))}>"
+
+
+def live_counters(app: Flask, pattern: str = "*", limit: int = 1000) -> list[Counter]:
+    """Identities with live state whose shown identity matches the glob ``pattern``.
+
+    Used/remaining/reset come from a peek (a check of cost 0: decided, never written) with
+    the limit's current rule; a state whose limit the app no longer declares statically
+    shows only its identity and name.
+    """
+    state = app_state(app)
+    prefix = state.settings.key_prefix
+    rules: dict[tuple[str, str, int], AppliedLimit] = {}
+    for _, compiled in _compiled_specs(app, state):
+        for applied in compiled.fixed or ():
+            rules.setdefault(
+                (applied.scope, applied.strategy.value, applied.limit.period_s), applied
+            )
+    found: list[tuple[ParsedKey, str]] = []
+    for key in state.storage.scan(prefix_pattern(prefix)):
+        parsed = parse_key(key, prefix)
+        if parsed is None or parsed.kind.startswith("%"):
+            continue
+        if fnmatch.fnmatchcase(parsed.identity, pattern):
+            found.append((parsed, key))
+            if len(found) >= limit:
+                break
+    counters: list[Counter] = []
+    for start in range(0, len(found), _PEEK_BATCH):
+        batch = found[start : start + _PEEK_BATCH]
+        known = [
+            (parsed, key, rules.get((parsed.kind, parsed.algorithm, parsed.period_s)))
+            for parsed, key in batch
+        ]
+        peeks = [Check(key=key, rule=a.rule, cost=0, dry_run=True) for _, key, a in known if a]
+        decisions = iter(state.storage.evaluate(peeks).decisions if peeks else ())
+        for parsed, _, known_limit in known:
+            if known_limit is None:
+                counters.append(
+                    Counter(parsed.identity, parsed.kind, "?", parsed.algorithm, None, None, None)
+                )
+                continue
+            decision = next(decisions)
+            counters.append(
+                Counter(
+                    identity=parsed.identity,
+                    name=known_limit.name,
+                    limit=str(known_limit.limit),
+                    strategy=known_limit.strategy.value,
+                    used=decision.limit - decision.remaining,
+                    remaining=decision.remaining,
+                    reset_s=ceil_seconds(decision.reset_after_us),
+                )
+            )
+    counters.sort(key=lambda c: (c.identity, c.name))
+    return counters
+
+
+def reset(app: Flask, identity: str, limit_name: str | None = None) -> int:
+    """Clear an identity's counters (all its limits, or those named ``limit_name``).
+
+    :returns: how many stored states were cleared.
+    :raises ConfigurationError: for an empty identity or a name no route declares.
+    """
+    state = app_state(app)
+    shown = _identity(identity)
+    prefix = state.settings.key_prefix
+    scopes: set[tuple[str, str, int]] | None = None
+    if limit_name is not None:
+        scopes = {
+            (a.scope, a.strategy.value, a.limit.period_s)
+            for _, compiled in _compiled_specs(app, state)
+            for a in compiled.fixed or ()
+            if a.name == limit_name
+        }
+        scopes |= {
+            (compiled.scope, "", 0)
+            for _, compiled in _compiled_specs(app, state)
+            if compiled.fixed is None and compiled.spec.name == limit_name
+        }
+        if not scopes:
+            raise ConfigurationError(f"no limit named {limit_name!r}: see 'flask quota limits'")
+    doomed = []
+    for key in state.storage.scan(identity_pattern(prefix, shown)):
+        parsed = parse_key(key, prefix)
+        if parsed is None or parsed.identity != shown or parsed.kind.startswith("%"):
+            continue
+        if scopes is None or any(
+            parsed.kind == scope
+            and (not algorithm or (parsed.algorithm, parsed.period_s) == (algorithm, period))
+            for scope, algorithm, period in scopes
+        ):
+            doomed.append(key)
+    state.storage.clear(doomed)
+    return len(doomed)
+
+
+def reset_all(app: Flask) -> int:
+    """Clear every counter and refusal count (allow-list entries and blocks stay)."""
+    state = app_state(app)
+    prefix = state.settings.key_prefix
+    doomed = [
+        key
+        for key in state.storage.scan(prefix_pattern(prefix))
+        if (parsed := parse_key(key, prefix)) is not None and parsed.kind not in (ALLOW, BLOCK)
+    ]
+    for start in range(0, len(doomed), 1000):
+        state.storage.clear(doomed[start : start + 1000])
+    return len(doomed)
+
+
+def allow(app: Flask, identity: str) -> str:
+    """Add ``identity`` to the stored allow list (every process, at once). Returns it shown."""
+    state = app_state(app)
+    shown = _identity(identity)
+    state.storage.put(identity_key(state.settings.key_prefix, ALLOW, shown), "1", None)
+    return shown
+
+
+def disallow(app: Flask, identity: str) -> bool:
+    """Remove ``identity`` from the stored allow list; ``False`` if it was not there."""
+    state = app_state(app)
+    key = identity_key(state.settings.key_prefix, ALLOW, _identity(identity))
+    present = state.storage.get(key) is not None
+    state.storage.clear([key])
+    return present
+
+
+def allowed_identities(app: Flask) -> list[tuple[str, str]]:
+    """The allow list: ``(identity, source)``, source ``config`` or ``storage``."""
+    state = app_state(app)
+    settings = state.settings
+    entries = [(i, "config") for i in sorted(settings.whitelist_identities)]
+    entries += [(str(n), "config") for n in settings.whitelist_networks]
+    stored = {
+        parsed.identity
+        for key in state.storage.scan(f"{prefix_pattern(settings.key_prefix)}:{ALLOW}:*")
+        if (parsed := parse_key(key, settings.key_prefix)) is not None and parsed.kind == ALLOW
+    }
+    entries += [(i, "storage") for i in sorted(stored)]
+    return entries
+
+
+def block(app: Flask, identity: str, seconds: int | None = None) -> tuple[str, int]:
+    """Refuse every request of ``identity`` for ``seconds`` (default ``QUOTA_BLOCK_DURATION``)."""
+    state = app_state(app)
+    duration = state.settings.block_duration_s if seconds is None else seconds
+    if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:
+        raise ConfigurationError(f"invalid block duration {seconds!r}: expected seconds >= 1")
+    shown = _identity(identity)
+    state.storage.put(identity_key(state.settings.key_prefix, BLOCK, shown), "1", duration * 1000)
+    return shown, duration
+
+
+def unblock(app: Flask, identity: str) -> bool:
+    """Lift a block; ``False`` if the identity was not blocked."""
+    state = app_state(app)
+    key = identity_key(state.settings.key_prefix, BLOCK, _identity(identity))
+    present = state.storage.get(key) is not None
+    state.storage.clear([key])
+    return present
+
+
+def top_offenders(app: Flask, count: int = 10) -> list[Offender]:
+    """Identities refused most often in the current alert window, most first."""
+    if count < 1:
+        raise ConfigurationError(f"invalid --limit {count!r}: expected a number >= 1")
+    state = app_state(app)
+    prefix = state.settings.key_prefix
+    offenders = []
+    for key in state.storage.scan(f"{prefix_pattern(prefix)}:{REFUSALS}:*"):
+        parsed = parse_key(key, prefix)
+        value = state.storage.get(key)
+        if parsed is not None and parsed.kind == REFUSALS and value is not None:
+            offenders.append(Offender(parsed.identity, int(value)))
+    offenders.sort(key=lambda o: (-o.refusals, o.identity))
+    return offenders[:count]

@@ -1,0 +1,297 @@
+"""``flask quota ...``: a thin click shell over :mod:`flask_quota.admin`.
+
+Every command takes ``--json``. Errors exit 1 with one line (``Error: ...``), never a
+traceback: a bad identity or limit name, an unreachable storage.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, is_dataclass
+from typing import Any, TypeVar
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from . import admin
+from .errors import QuotaError
+from .keys import redact
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _OneLineUsage(click.Command):
+    """A command whose usage errors print one line (``Error: ...``, exit 2), no usage text."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as err:
+            raise _UsageLine(err.format_message()) from None
+
+
+class _UsageLine(click.ClickException):
+    exit_code = 2
+
+
+class _OneLineGroup(AppGroup):
+    command_class = _OneLineUsage
+
+
+_OneLineGroup.group_class = _OneLineGroup
+
+quota_cli = _OneLineGroup("quota", help="Inspect and operate flask-quota rate limits.")
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _app() -> Any:
+    return current_app._get_current_object()  # type: ignore[attr-defined]
+
+
+def _one_line_errors(command: F) -> F:
+    """Turn the library's errors into click's one-line ``Error: ...`` and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except QuotaError as err:
+            raise click.ClickException(str(err)) from None
+        except RuntimeError as err:  # not initialised on this app
+            raise click.ClickException(str(err)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _warn_per_process() -> None:
+    if admin.is_per_process(_app()):
+        click.echo(
+            "note: memory:// storage lives inside each process: this command sees and "
+            "changes only its own process, not a running server (use Redis to share state)",
+            err=True,
+        )
+
+
+def _emit(as_json: bool, payload: Any, lines: Callable[[], Sequence[str]]) -> None:
+    if as_json:
+        click.echo(json.dumps(_plain(payload), indent=2, sort_keys=True))
+    else:
+        for line in lines():
+            click.echo(line)
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> list[str]:
+    cells = [[str(c) for c in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+@quota_cli.command("limits")
+@json_option
+@_one_line_errors
+def limits_command(as_json: bool) -> None:
+    """Every route with its limits, strategy, key function and scope."""
+    rows = admin.route_limits(_app())
+    _emit(
+        as_json,
+        rows,
+        lambda: (
+            _table(
+                [
+                    (r.endpoint, r.methods, r.rule, r.name, r.limit, r.strategy, r.key, r.scope)
+                    for r in rows
+                ],
+                ("Endpoint", "Methods", "Rule", "Name", "Limit", "Strategy", "Key", "Scope"),
+            )
+            if rows
+            else ["No limits."]
+        ),
+    )
+
+
+@quota_cli.command("list")
+@click.argument("pattern", default="*")
+@click.option(
+    "--limit",
+    "max_rows",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Show at most this many counters.",
+)
+@json_option
+@_one_line_errors
+def list_command(pattern: str, max_rows: int, as_json: bool) -> None:
+    """Live counters of identities matching the glob PATTERN."""
+    _warn_per_process()
+    rows = admin.live_counters(_app(), pattern, max_rows)
+    _emit(
+        as_json,
+        rows,
+        lambda: (
+            _table(
+                [
+                    (r.identity, r.name, r.limit, r.strategy, r.used, r.remaining, r.reset_s)
+                    for r in rows
+                ],
+                ("Identity", "Name", "Limit", "Strategy", "Used", "Remaining", "Reset (s)"),
+            )
+            if rows
+            else [f"No live counters match {pattern!r}."]
+        ),
+    )
+
+
+@quota_cli.command("reset")
+@click.argument("identity", required=False)
+@click.option("--limit", "limit_name", help="Only the limit with this name.")
+@click.option("--all", "everything", is_flag=True, help="Every identity's counters.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (with --all).")
+@json_option
+@_one_line_errors
+def reset_command(
+    identity: str | None, limit_name: str | None, everything: bool, yes: bool, as_json: bool
+) -> None:
+    """Clear the counters of IDENTITY (or of everyone with --all)."""
+    _warn_per_process()
+    if everything == (identity is not None):
+        raise _UsageLine("give either IDENTITY or --all")
+    if everything:
+        if limit_name is not None:
+            raise _UsageLine("--limit goes with IDENTITY, not with --all")
+        if not yes:
+            click.confirm("Clear every counter of every identity?", abort=True, err=True)
+        cleared = admin.reset_all(_app())
+        _emit(
+            as_json,
+            {"cleared": cleared, "identity": None},
+            lambda: [f"Cleared {cleared} counters."],
+        )
+        return
+    assert identity is not None
+    cleared = admin.reset(_app(), identity, limit_name)
+    shown = redact(identity)
+    _emit(
+        as_json,
+        {"cleared": cleared, "identity": shown, "limit": limit_name},
+        lambda: [f"Cleared {cleared} counters of {shown}."],
+    )
+
+
+@quota_cli.group("whitelist")
+def whitelist_group() -> None:
+    """The allow list kept in storage (shared by every process)."""
+
+
+@whitelist_group.command("add")
+@click.argument("identity")
+@json_option
+@_one_line_errors
+def whitelist_add(identity: str, as_json: bool) -> None:
+    """Let IDENTITY bypass every limit."""
+    _warn_per_process()
+    shown = admin.allow(_app(), identity)
+    _emit(as_json, {"identity": shown, "whitelisted": True}, lambda: [f"Whitelisted {shown}."])
+
+
+@whitelist_group.command("remove")
+@click.argument("identity")
+@json_option
+@_one_line_errors
+def whitelist_remove(identity: str, as_json: bool) -> None:
+    """Take IDENTITY off the stored allow list."""
+    _warn_per_process()
+    shown = redact(identity)
+    if not admin.disallow(_app(), identity):
+        raise click.ClickException(f"{shown} is not on the stored whitelist")
+    _emit(as_json, {"identity": shown, "whitelisted": False}, lambda: [f"Removed {shown}."])
+
+
+@whitelist_group.command("list")
+@json_option
+@_one_line_errors
+def whitelist_list(as_json: bool) -> None:
+    """The allow list: QUOTA_WHITELIST and the stored entries."""
+    _warn_per_process()
+    entries = admin.allowed_identities(_app())
+    _emit(
+        as_json,
+        [{"identity": i, "source": s} for i, s in entries],
+        lambda: _table(entries, ("Identity", "Source")) if entries else ["The whitelist is empty."],
+    )
+
+
+@quota_cli.command("block")
+@click.argument("identity")
+@click.option(
+    "--for",
+    "seconds",
+    type=click.IntRange(min=1),
+    help="Seconds (default QUOTA_BLOCK_DURATION, 1 hour).",
+)
+@json_option
+@_one_line_errors
+def block_command(identity: str, seconds: int | None, as_json: bool) -> None:
+    """Refuse every request of IDENTITY until the block expires."""
+    _warn_per_process()
+    shown, duration = admin.block(_app(), identity, seconds)
+    _emit(
+        as_json,
+        {"identity": shown, "blocked_for": duration},
+        lambda: [f"Blocked {shown} for {duration} s."],
+    )
+
+
+@quota_cli.command("unblock")
+@click.argument("identity")
+@json_option
+@_one_line_errors
+def unblock_command(identity: str, as_json: bool) -> None:
+    """Lift the block on IDENTITY."""
+    _warn_per_process()
+    shown = redact(identity)
+    if not admin.unblock(_app(), identity):
+        raise click.ClickException(f"{shown} is not blocked")
+    _emit(as_json, {"identity": shown, "blocked": False}, lambda: [f"Unblocked {shown}."])
+
+
+@quota_cli.command("top")
+@click.option(
+    "--limit",
+    "count",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="How many identities.",
+)
+@json_option
+@_one_line_errors
+def top_command(count: int, as_json: bool) -> None:
+    """The identities refused most often within QUOTA_ALERT_WINDOW."""
+    _warn_per_process()
+    rows = admin.top_offenders(_app(), count)
+    _emit(
+        as_json,
+        rows,
+        lambda: (
+            _table([(r.identity, r.refusals) for r in rows], ("Identity", "Refusals"))
+            if rows
+            else ["No refusals in the alert window."]
+        ),
+    )
