@@ -61,6 +61,8 @@ def _one_line_errors(command: F) -> F:
             return command(*args, **kwargs)
         except QuotaError as err:
             raise click.ClickException(str(err)) from None
+        except click.Abort:  # a RuntimeError too: click prints "Aborted!" for it
+            raise
         except RuntimeError as err:  # not initialised on this app
             raise click.ClickException(str(err)) from None
 

@@ -248,6 +248,17 @@ def test_reset_with_limit_clears_only_that_limit(busy: OpsApp) -> None:
     assert counters(busy, "global")[("global", "global:1000/minute")][0] == 18
 
 
+def test_reset_all_asks_and_aborts_on_no(busy: OpsApp) -> None:
+    before = counters(busy)
+
+    result = busy.cli("reset", "--all", input="n\n")
+
+    assert result.exit_code == 1
+    assert "Clear every counter of every identity? [y/N]" in result.output
+    assert result.output.splitlines()[-1] == "Aborted!"
+    assert counters(busy) == before
+
+
 def test_reset_all_clears_on_yes_and_keeps_lists(busy: OpsApp) -> None:
     ok(busy.cli("whitelist", "add", "user:99"))
     ok(busy.cli("block", "user:66", "--for", "60"))
