@@ -257,7 +257,9 @@ def allowed_identities(app: Flask) -> list[tuple[str, str]]:
     """The allow list: ``(identity, source)``, source ``config`` or ``storage``."""
     state = app_state(app)
     settings = state.settings
-    entries = [(i, "config") for i in sorted(settings.whitelist_identities)]
+    # Shown like any identity: an API key from QUOTA_WHITELIST only as its digest.
+    configured = sorted({redact(i) for i in settings.whitelist_identities})
+    entries = [(i, "config") for i in configured]
     entries += [(str(n), "config") for n in settings.whitelist_networks]
     stored = {
         parsed.identity

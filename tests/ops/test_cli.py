@@ -444,6 +444,17 @@ def test_api_keys_are_shown_hashed_and_accepted_raw_or_hashed(busy: OpsApp) -> N
     assert json.loads(outputs[9].stdout) == [{"identity": HASHED_KEY, "source": "storage"}]
 
 
+def test_configured_whitelist_api_keys_are_listed_hashed(make_ops_app: Any) -> None:
+    ops = make_ops_app(QUOTA_WHITELIST=[f"key:{SECRET}"])
+
+    listed = ops.cli("whitelist", "list", "--json")
+
+    assert SECRET not in listed.output
+    assert as_json(listed) == [{"identity": HASHED_KEY, "source": "config"}]
+    # And the configured key still bypasses its limit.
+    assert statuses(ops.app, "/key", 6, headers=KEY_HEADERS) == [200] * 6
+
+
 # -- memory:// -------------------------------------------------------------------------------
 
 
