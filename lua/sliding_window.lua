@@ -12,11 +12,16 @@ local function sliding_window_reset(current, previous, period, elapsed)
   return 0
 end
 
+local function sliding_window_weighted(previous, uncovered, period)
+  -- ceil(previous * uncovered / period): the weight is rounded up, as in sliding_window.py.
+  return math.ceil(previous * uncovered / period)
+end
+
 local function sliding_window_wait(room, count, period)
   -- The least elapsed time at which `count`, weighted by the rest of the window, fits `room`;
-  -- the closed form lands on the boundary itself when the quotient is whole: step past it.
-  local elapsed = period - math.floor((room + 1) * period / count)
-  while math.floor(count * (period - elapsed) / period) > room do
+  -- exact in integers, stepped on should float rounding of large products disagree.
+  local elapsed = period - math.floor(room * period / count)
+  while sliding_window_weighted(count, period - elapsed, period) > room do
     elapsed = elapsed + 1
   end
   return elapsed
@@ -35,7 +40,7 @@ local function sliding_window(key, now, rule, cost)
       previous = state[2]
     end
   end
-  local used = math.floor(previous * (period - elapsed) / period) + current
+  local used = sliding_window_weighted(previous, period - elapsed, period) + current
   if used + cost <= rule.capacity then
     current = current + cost
     used = used + cost

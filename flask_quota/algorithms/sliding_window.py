@@ -1,8 +1,11 @@
 """sliding_window: the weighted two-window counter.
 
 State: ``(window_start_us, current, previous)`` for calendar-aligned windows. The estimate is
-``floor(previous * (period - elapsed) / period) + current``: the previous window's count,
-weighted by how much of it the sliding window still covers.
+``ceil(previous * (period - elapsed) / period) + current``: the previous window's count,
+weighted by how much of it the sliding window still covers. Rounding the weight up is the
+integer form of comparing the real-valued estimate with the limit, and it is what makes the
+bound below hold: rounded down, a previous window bunched at its end would let a full second
+``count`` through within one period.
 
 Bound (tested): within one calendar window at most ``count`` units are admitted, exactly;
 over any sliding span of one period fewer than ``2 * count`` can be, and only when the previous
@@ -23,18 +26,18 @@ SlidingWindowState = tuple[int, int, int]
 
 
 def _weighted(previous: int, uncovered_us: int, period_us: int) -> int:
-    """``floor(previous * uncovered / period)``, computed as Lua computes it."""
-    return math.floor(float(previous) * float(uncovered_us) / float(period_us))
+    """``ceil(previous * uncovered / period)``, computed as Lua computes it."""
+    return math.ceil(float(previous) * float(uncovered_us) / float(period_us))
 
 
 def _wait_for_room(room: int, count: int, period_us: int) -> int:
     """The least elapsed time into a window at which ``count`` weighted by the rest fits ``room``.
 
-    The closed form lands on the boundary itself when ``(room + 1) * period / count`` is whole,
-    and there the weight is still ``room + 1``: step on until :func:`_weighted` agrees, so a
-    retry at ``retry_after`` is never refused (one step in exact arithmetic).
+    ``ceil(count * (period - e) / period) <= room`` from ``e = period - floor(room * period /
+    count)`` on, exactly; should float rounding of large products disagree, step on until
+    :func:`_weighted` does, so a retry at ``retry_after`` is never refused.
     """
-    elapsed = period_us - math.floor(float(room + 1) * float(period_us) / float(count))
+    elapsed = period_us - math.floor(float(room) * float(period_us) / float(count))
     while _weighted(count, period_us - elapsed, period_us) > room:
         elapsed += 1
     return elapsed

@@ -1,6 +1,6 @@
 """sliding_window, worked by hand: 4 per 10 s over calendar windows [W, W + P), [W + P, ...).
 
-The estimate is ``floor(previous * (P - elapsed) / P) + current``; every expected number below
+The estimate is ``ceil(previous * (P - elapsed) / P) + current``; every expected number below
 is that formula (or the docstring's retry and reset rules) evaluated on paper.
 """
 
@@ -52,35 +52,55 @@ def test_cost_above_one_fills_the_window() -> None:
     assert outcome.state == (W, 4, 0)
 
 
-def test_full_window_retries_just_past_the_next_window_start() -> None:
-    # Regression: retry_after was 4 s, landing on W + P where the previous window still
-    # weighs floor(4 * P / P) = 4 and the request is refused again. The first instant with
-    # room is one microsecond later: floor(4 * (P - 1) / P) = 3.
+def test_full_window_retries_once_its_weight_in_the_next_window_leaves_room() -> None:
+    # The next window needs ceil(4 * (P - e) / P) <= 3, i.e. e >= P / 4: 4 s + 2.5 s away.
     outcome = decide((W, 4, 0), W + 6 * S, RULE, 1)
-    assert outcome.decision == refused(0, 14 * S, 4 * S + 1)
+    assert outcome.decision == refused(0, 14 * S, 6_500_000)
     assert (outcome.state, outcome.ttl_us) == (None, 0)
-    assert not decide((W, 4, 0), W + P, RULE, 1).decision.allowed
-    assert decide((W, 4, 0), W + P + 1, RULE, 1).decision == admitted(0, 2 * P - 1)
+    assert not decide((W, 4, 0), W + P + 2_499_999, RULE, 1).decision.allowed
+    assert decide((W, 4, 0), W + P + 2_500_000, RULE, 1).decision == admitted(0, 17_500_000)
 
 
 def test_retry_while_the_previous_window_fades() -> None:
-    # Regression: at W + P, previous 4 and cost 3 need the weight down to 1, i.e.
-    # 4 * (P - e) / P < 2, e > P / 2. retry_after was P / 2 exactly, where the weight is 2.
+    # At W + P, previous 4 and cost 3 need the weight down to 1: 4 * (P - e) / P <= 1,
+    # e >= 3 P / 4. (Regression: a closed form for the old rounding said P / 2 + 1 µs.)
     outcome = decide((W, 4, 0), W + P, RULE, 3)
-    assert outcome.decision == refused(0, P, P // 2 + 1)
-    assert decide((W, 4, 0), W + P + P // 2, RULE, 3).decision == refused(2, P // 2, 1)
-    assert decide((W, 4, 0), W + P + P // 2 + 1, RULE, 3).decision == admitted(
-        0, 2 * P - P // 2 - 1
-    )
+    assert outcome.decision == refused(0, P, 7_500_000)
+    # 1 µs short, the weight is ceil(1.0000004) = 2.
+    assert decide((W, 4, 0), W + P + 7_499_999, RULE, 3).decision == refused(2, 2_500_001, 1)
+    assert decide((W, 4, 0), W + P + 7_500_000, RULE, 3).decision == admitted(0, 12_500_000)
 
 
 def test_retry_when_the_boundary_falls_between_microseconds() -> None:
-    # previous 3, cost 3: the weight must drop to 1: 3 * (P - e) / P < 2, e > P / 3, so
-    # e = 3_333_334 (the weight there is floor(3 * 6_666_666 / P) = floor(1.9999998) = 1).
+    # previous 3, cost 3: the weight must drop to 1: 3 * (P - e) / P <= 1, e >= 2 P / 3,
+    # so e = 6_666_667 (ceil(3 * 3_333_333 / P) = ceil(0.9999999) = 1; one µs earlier it is
+    # ceil(1.0000002) = 2).
     outcome = decide((W, 3, 0), W + P, RULE, 3)
-    assert outcome.decision == refused(1, P, 3_333_334)
-    assert not decide((W, 3, 0), W + P + 3_333_333, RULE, 3).decision.allowed
-    assert decide((W, 3, 0), W + P + 3_333_334, RULE, 3).decision.allowed
+    assert outcome.decision == refused(1, P, 6_666_667)
+    assert not decide((W, 3, 0), W + P + 6_666_666, RULE, 3).decision.allowed
+    assert decide((W, 3, 0), W + P + 6_666_667, RULE, 3).decision.allowed
+
+
+def test_the_previous_weight_is_rounded_up() -> None:
+    # Regression: 1 s into the next window, 4 weigh 3.6. Rounded down (3) a request passed,
+    # which let a second full count through within one period (see the next test).
+    outcome = decide((W, 4, 0), W + P + S, RULE, 1)
+    assert outcome.decision == refused(0, 9 * S, 1_500_000)
+
+
+def test_a_burst_at_a_window_end_and_the_next_window_stay_below_twice_the_count() -> None:
+    state = None
+    admitted_at = []
+    instants = [W + P - 1] * 4 + [W + P + 1, W + P + 2_500_000, W + P + 5 * S]
+    instants += [W + P + 7_500_000, W + 2 * P - 2]
+    for now in instants:
+        outcome = decide(state, now, RULE, 1)
+        if outcome.decision.allowed:
+            state = outcome.state
+            admitted_at.append(now)
+    assert admitted_at == [W + P - 1] * 4 + [W + P + 2_500_000, W + P + 5 * S, W + P + 7_500_000]
+    # All seven lie within the one-period span (W + P - 2, W + 2 P - 2]: 7 < 2 * 4.
+    assert all(W + P - 2 < at <= W + 2 * P - 2 for at in admitted_at)
 
 
 def test_previous_window_is_weighted_by_what_the_sliding_span_still_covers() -> None:
@@ -97,9 +117,11 @@ def test_previous_window_is_weighted_by_what_the_sliding_span_still_covers() -> 
 
 def test_refused_in_the_next_window_when_this_one_is_full() -> None:
     # current 3 + cost 2 > 4: only the next window can admit it, once 3 weighs at most 2:
-    # 3 * (P - e) / P < 3 holds from e = 1 on.
+    # 3 * (P - e) / P <= 2 from e = P / 3, rounded up to 3_333_334 µs.
     outcome = decide((W, 3, 0), W + 6 * S, RULE, 2)
-    assert outcome.decision == refused(1, 14 * S, 4 * S + 1)
+    assert outcome.decision == refused(1, 14 * S, 4 * S + 3_333_334)
+    assert not decide((W, 3, 0), W + P + 3_333_333, RULE, 2).decision.allowed
+    assert decide((W, 3, 0), W + P + 3_333_334, RULE, 2).decision.allowed
 
 
 def test_cost_above_capacity_waits_one_period() -> None:
@@ -126,9 +148,11 @@ def test_state_past_its_ttl_is_no_state() -> None:
     assert expires == W + 2 * P
     for cost in range(6):
         assert decide(outcome.state, expires, RULE, cost) == decide(None, expires, RULE, cost)
-    # Inside the TTL the state still counts: at W + P it weighs floor(1 * P / P) = 1.
+    # Inside the TTL the state still counts: at W + P it weighs 1, and until the very end of
+    # that window (ceil(1 * 1 / P) = 1).
     assert decide(outcome.state, W + P, RULE, 1).decision == admitted(2, 2 * P)
     assert decide(None, W + P, RULE, 1).decision == admitted(3, 2 * P)
+    assert decide(outcome.state, expires - 1, RULE, 4).decision == refused(3, 1, 1)
 
 
 def test_at_most_count_in_one_calendar_window() -> None:
