@@ -24,7 +24,8 @@ def read(name: str) -> str:
 
 def assemble(clock: str) -> str:
     """The whole script with ``clock`` (Lua text defining ``now_us``) as its prelude."""
-    parts = [clock, read("common"), *(read(a.value) for a in Algorithm), read("dispatch")]
+    algorithms = [read(a.value) for a in Algorithm]
+    parts = [clock, read("common"), *algorithms, read("concurrent"), read("dispatch")]
     return "\n".join(parts)
 
 

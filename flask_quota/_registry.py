@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from ._config import FailMode, KeyFunc, Settings
 from .algorithms import Algorithm, Rule
+from .algorithms._base import scale_rule
 from .errors import ConfigurationError
 from .limits import Limit, parse_limits
 
@@ -134,6 +135,18 @@ class AppliedLimit:
     strategy: Algorithm
     scope: str
     rule: Rule
+    _scaled: dict[float, Rule] = field(default_factory=dict, compare=False, repr=False)
+
+    def rule_for(self, factor: float) -> Rule:
+        """The rule under an emergency or adaptive ``factor`` (already quantized), cached."""
+        if factor >= 1.0:
+            return self.rule
+        rule = self._scaled.get(factor)
+        if rule is None:
+            if len(self._scaled) > 128:
+                self._scaled.clear()
+            rule = self._scaled[factor] = scale_rule(self.rule, factor)
+        return rule
 
 
 @dataclass(slots=True, kw_only=True)
@@ -151,22 +164,36 @@ class CompiledSpec:
     max_delay_us: int
     #: Static limits, resolved once. ``None`` for dynamic ones (see :meth:`applied`).
     fixed: tuple[AppliedLimit, ...] | None
+    #: Live overrides in force when this was compiled: limit name -> limit string.
+    overrides: Mapping[str, str] = field(default_factory=dict)
     _dynamic: dict[str, tuple[AppliedLimit, ...]] = field(default_factory=dict)
 
     def resolve(self, limits: tuple[Limit, ...]) -> tuple[AppliedLimit, ...]:
-        """Rules and names for ``limits`` under this spec."""
-        return tuple(
-            AppliedLimit(
-                name=self.spec.name or f"{self.name_base}:{limit}",
-                limit=limit,
-                strategy=self.strategy,
-                scope=self.scope,
-                rule=Rule.build(
-                    self.strategy, limit, burst=self.spec.burst, max_delay_us=self.max_delay_us
-                ),
-            )
-            for limit in limits
-        )
+        """Rules and names for ``limits`` under this spec.
+
+        An unnamed spec's limit is named ``<base>:<limit>``; an override of that name replaces
+        that one limit (and keeps its name, so ``flask quota unset`` finds it again).
+        """
+        applied: list[AppliedLimit] = []
+        for limit in limits:
+            name = self.spec.name or f"{self.name_base}:{limit}"
+            replaced = self.overrides.get(name) if self.spec.name is None else None
+            for actual in parse_cached(replaced) if replaced is not None else (limit,):
+                applied.append(
+                    AppliedLimit(
+                        name=name,
+                        limit=actual,
+                        strategy=self.strategy,
+                        scope=self.scope,
+                        rule=Rule.build(
+                            self.strategy,
+                            actual,
+                            burst=self.spec.burst,
+                            max_delay_us=self.max_delay_us,
+                        ),
+                    )
+                )
+        return tuple(applied)
 
     def applied(self) -> tuple[AppliedLimit, ...]:
         """The limits that apply now: static ones, or the dynamic source's current answer.
@@ -202,12 +229,14 @@ def compile_spec(
     default_key: KeyFunc,
     scope: str,
     name_base: str,
+    overrides: Mapping[str, str] | None = None,
 ) -> CompiledSpec | None:
     """``spec`` for an app; ``None`` when ``QUOTA_LIMITS`` names it unlimited.
 
-    A spec whose ``name`` is in ``QUOTA_LIMITS`` takes its limit string from there, so
-    operators retune it without touching views.
+    Precedence of a named spec's limit: a live override, then ``QUOTA_LIMITS``, then the code,
+    so operators retune limits without touching views.
     """
+    overrides = overrides or {}
     source = spec.source
     static = spec.static
     if spec.name is not None and spec.name in settings.named_limits:
@@ -219,6 +248,9 @@ def compile_spec(
         except ConfigurationError as err:
             raise ConfigurationError(f"invalid QUOTA_LIMITS[{spec.name!r}]: {err}") from None
         source = named
+    if spec.name is not None and spec.name in overrides:
+        source = overrides[spec.name]
+        static = parse_cached(source)
     strategy = spec.strategy or settings.strategy
     compiled = CompiledSpec(
         spec=spec if source is spec.source else replace(spec, source=source, static=static),
@@ -230,10 +262,60 @@ def compile_spec(
         fail_mode=spec.fail_mode or settings.fail_mode,
         max_delay_us=int(settings.max_delay_s * 1_000_000),
         fixed=None,
+        overrides=overrides,
     )
     if static is not None:
         compiled.fixed = compiled.resolve(static)
     return compiled
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConcurrencySpec:
+    """``@quota.concurrent(n)``: at most ``capacity`` requests of one identity in flight."""
+
+    capacity: int
+    key: KeyFunc | None = None
+    lease_s: float = 60.0
+    name: str | None = None
+    fail_mode: FailMode | None = None
+
+
+def declare_concurrency(
+    capacity: int,
+    *,
+    key: KeyFunc | None = None,
+    lease: float = 60.0,
+    name: str | None = None,
+    fail_mode: str | None = None,
+) -> ConcurrencySpec:
+    """Validate a concurrency limit at declaration."""
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise ConfigurationError(f"invalid concurrency {capacity!r}: expected an int >= 1")
+    if key is not None and not callable(key):
+        raise ConfigurationError(f"invalid key {key!r}: expected a callable returning a string")
+    if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
+        raise ConfigurationError(f"invalid lease {lease!r}: expected seconds > 0")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ConfigurationError(f"invalid name {name!r}: expected a non-empty string")
+    try:
+        mode = FailMode(fail_mode) if fail_mode is not None else None
+    except ValueError:
+        raise ConfigurationError(
+            f"invalid fail_mode {fail_mode!r}: expected 'open', 'closed' or 'local'"
+        ) from None
+    return ConcurrencySpec(capacity=capacity, key=key, lease_s=lease, name=name, fail_mode=mode)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompiledConcurrency:
+    """A :class:`ConcurrencySpec` for one app and endpoint."""
+
+    capacity: int
+    key: KeyFunc
+    lease_us: int
+    name: str
+    scope: str
+    fail_mode: FailMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +324,7 @@ class Plan:
 
     specs: tuple[CompiledSpec, ...]
     exempt: bool = False
+    concurrency: tuple[CompiledConcurrency, ...] = ()
 
 
 class PlanCache:

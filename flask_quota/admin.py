@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from . import live
 from ._registry import AppliedLimit, CompiledSpec
-from ._state import app_state
+from ._request import apply_live_config
+from ._state import AppState, app_state
 from .errors import ConfigurationError
-from .extension import AppState
 from .keys import (
     ALLOW,
     BLOCK,
@@ -128,6 +129,13 @@ def _dynamic_label(source: object) -> str:
     return f"<per request: {getattr(source, '__qualname__', repr(source))}>"
 
 
+def shown_pattern(pattern: str) -> str:
+    """A ``list`` pattern as matched against shown identities: one without glob characters
+    is an identity, redacted like any other, so ``key:<secret>`` finds its hashed counters
+    (and is never echoed back in clear)."""
+    return pattern if any(c in pattern for c in "*?[") else redact(pattern)
+
+
 def live_counters(app: Flask, pattern: str = "*", limit: int = 1000) -> list[Counter]:
     """Identities with live state whose shown identity matches the glob ``pattern``.
 
@@ -135,6 +143,7 @@ def live_counters(app: Flask, pattern: str = "*", limit: int = 1000) -> list[Cou
     the limit's current rule; a state whose limit the app no longer declares statically
     shows only its identity and name.
     """
+    pattern = shown_pattern(pattern)
     state = app_state(app)
     prefix = state.settings.key_prefix
     rules: dict[tuple[str, str, int], AppliedLimit] = {}
@@ -304,3 +313,97 @@ def top_offenders(app: Flask, count: int = 10) -> list[Offender]:
             offenders.append(Offender(parsed.identity, int(value)))
     offenders.sort(key=lambda o: (-o.refusals, o.identity))
     return offenders[:count]
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideInfo:
+    """A live override as operators see it."""
+
+    name: str
+    limit: str
+    expires_in_s: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyInfo:
+    active: bool
+    factor: float
+    expires_in_s: int | None
+
+
+def _expiry(state: AppState, seconds: float | None) -> int | None:
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ConfigurationError(f"invalid duration {seconds!r}: expected seconds > 0")
+    return state.storage.now_us() + int(seconds * 1_000_000)
+
+
+def _refresh(state: AppState) -> None:
+    """Make this process obey at once (the others learn from their next request)."""
+    state.live = live.decode(state.storage.read_config(state.config_key))
+    apply_live_config(state, state.storage.now_us())
+
+
+def set_override(app: Flask, name: str, limit: str, seconds: float | None = None) -> None:
+    """Replace the limit named ``name`` by ``limit`` everywhere, for ``seconds`` if given."""
+    state = app_state(app)
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"invalid limit name {name!r}: expected a non-empty string")
+    value = live.encode_override(limit, _expiry(state, seconds))
+    state.storage.update_config(state.config_key, live.LIMIT_FIELD + name, value)
+    _refresh(state)
+
+
+def clear_override(app: Flask, name: str) -> bool:
+    """Drop the override of ``name``; ``False`` if there was none."""
+    state = app_state(app)
+    field_name = live.LIMIT_FIELD + name
+    present = field_name in state.storage.read_config(state.config_key)
+    if present:
+        state.storage.update_config(state.config_key, field_name, None)
+        _refresh(state)
+    return present
+
+
+def list_overrides(app: Flask) -> list[OverrideInfo]:
+    """The overrides in force now, by name."""
+    state = app_state(app)
+    config = live.decode(state.storage.read_config(state.config_key))
+    now = state.storage.now_us()
+    infos = []
+    for name, text in sorted(config.active_overrides(now).items()):
+        expires = config.overrides[name].expires_at_us
+        infos.append(
+            OverrideInfo(name, text, None if expires is None else ceil_seconds(expires - now))
+        )
+    return infos
+
+
+def set_emergency(app: Flask, factor: float, seconds: float | None = None) -> None:
+    """Scale every limit by ``factor`` in (0, 1] everywhere, for ``seconds`` if given."""
+    state = app_state(app)
+    value = live.encode_emergency(factor, _expiry(state, seconds))
+    state.storage.update_config(state.config_key, live.EMERGENCY_FIELD, value)
+    _refresh(state)
+
+
+def clear_emergency(app: Flask) -> None:
+    """Limits back to their configured numbers."""
+    state = app_state(app)
+    state.storage.update_config(state.config_key, live.EMERGENCY_FIELD, None)
+    _refresh(state)
+
+
+def emergency_status(app: Flask) -> EmergencyInfo:
+    """Whether an emergency factor is in force, which, and for how long."""
+    state = app_state(app)
+    config = live.decode(state.storage.read_config(state.config_key))
+    now = state.storage.now_us()
+    factor = config.factor(now)
+    expires = config.emergency_expires_at_us
+    return EmergencyInfo(
+        active=factor < 1.0,
+        factor=factor,
+        expires_in_s=None if expires is None or factor == 1.0 else ceil_seconds(expires - now),
+    )

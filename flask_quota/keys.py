@@ -78,7 +78,9 @@ def hash_tag(identity: str) -> str:
     return hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
 
 
-def limit_key(prefix: str, scope: str, algorithm: Algorithm, period_s: int, identity: str) -> str:
+def limit_key(
+    prefix: str, scope: str, algorithm: Algorithm | str, period_s: int, identity: str
+) -> str:
     """The storage key of one identity's state for one limit.
 
     ``identity`` must already be redacted (see :func:`redact`); ``prefix`` is the operator's
@@ -86,7 +88,7 @@ def limit_key(prefix: str, scope: str, algorithm: Algorithm, period_s: int, iden
     """
     return (
         f"{escape_scope(prefix)}:{{{hash_tag(identity)}}}:{escape_scope(scope)}:"
-        f"{algorithm.value}:{period_s}:{escape_identity(identity)}"
+        f"{algorithm}:{period_s}:{escape_identity(identity)}"
     )
 
 

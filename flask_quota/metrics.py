@@ -23,6 +23,9 @@ NEAR_LIMIT: Final = "near_limit"
 DRY_RUN_DENIED: Final = "dry_run_denied"
 STORAGE_ERROR: Final = "storage_error"
 CHECK_TIMER: Final = "check"
+#: Gauges, sent when they change: the live emergency factor and the load-adaptive factor.
+EMERGENCY_FACTOR: Final = "emergency_factor"
+ADAPTIVE_FACTOR: Final = "adaptive_factor"
 
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9_\-]+")
 
@@ -38,11 +41,18 @@ class Metrics(Protocol):
         """Count each of ``counters`` once and time the check, in one packet."""
         ...
 
+    def gauge(self, name: str, value: float) -> None:
+        """Set a gauge (rare: on a change of the emergency or adaptive factor)."""
+        ...
+
 
 class NullMetrics:
     """StatsD off."""
 
     def send(self, counters: Iterable[str], check_ms: float | None = None) -> None:
+        return None
+
+    def gauge(self, name: str, value: float) -> None:
         return None
 
 
@@ -64,6 +74,9 @@ class StatsdMetrics:
         if check_ms is not None:
             pipe.timing(CHECK_TIMER, check_ms)
         pipe.send()
+
+    def gauge(self, name: str, value: float) -> None:
+        self._client.gauge(name, value)
 
 
 def metrics_for(host: str | None, port: int, prefix: str) -> Metrics:

@@ -9,7 +9,7 @@ from typing import Any
 import redis
 
 from flask_quota import _lua
-from flask_quota.storage.base import BatchResult, Check, Subject
+from flask_quota.storage.base import BatchResult, Check, Slot, Subject
 from flask_quota.storage.redis import RedisStorage, pack_checks, unpack_reply
 
 FIXED_CLOCK_LUA = (Path(__file__).parent / "lua" / "fixed_clock.lua").read_text()
@@ -42,7 +42,10 @@ class ClockedRedisStorage(RedisStorage):
         checks: Sequence[Check],
         subjects: Sequence[Subject] = (),
         alert_window_us: int = 0,
+        *,
+        slots: Sequence[Slot] = (),
+        config_key: str | None = None,
     ) -> BatchResult:
-        keys, args = pack_checks(checks, subjects, alert_window_us)
+        keys, args = pack_checks(checks, subjects, alert_window_us, slots, config_key)
         reply: Any = self._script(keys=keys, args=[*args, self.clock()])
         return unpack_reply(reply)

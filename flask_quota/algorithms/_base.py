@@ -90,6 +90,21 @@ class Rule:
         )
 
 
+def scale_rule(rule: Rule, factor: float) -> Rule:
+    """``rule`` with its count and capacity multiplied by ``factor`` (never below 1): the
+    emergency switch and load-adaptive limits. Keys do not hold the count, so counters carry
+    over."""
+    count = max(1, int(rule.count * factor))
+    return Rule(
+        algorithm=rule.algorithm,
+        count=count,
+        period_us=rule.period_us,
+        capacity=max(1, int(rule.capacity * factor)),
+        emission_us=-(-rule.period_us // count),
+        max_delay_us=rule.max_delay_us,
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
     """One limit's answer to one request, as both Python and Lua compute it."""

@@ -53,6 +53,22 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Slot:
+    """A concurrency slot to take for this request (``@quota.concurrent``).
+
+    Taken only if every check admits, in the same call; given back with
+    :meth:`Storage.release` when the request ends, or expiring after ``lease_us``.
+    """
+
+    key: str
+    capacity: int
+    lease_us: int
+    #: Unique per request: names this request's lease.
+    token: str
+    subject: int = -1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BatchResult:
     """The answer to one batch.
 
@@ -73,6 +89,8 @@ class BatchResult:
     block_remaining_us: int = 0
     #: The refused subject's refusals in the current alert window, this one included.
     refusals: int = 0
+    #: The ``version`` field of the config hash, when one was asked for (0: none yet).
+    config_version: int = 0
 
     @property
     def allowed(self) -> bool:
@@ -89,12 +107,17 @@ class Storage(Protocol):
         checks: Sequence[Check],
         subjects: Sequence[Subject] = (),
         alert_window_us: int = 0,
+        *,
+        slots: Sequence[Slot] = (),
+        config_key: str | None = None,
     ) -> BatchResult:
-        """Decide and, if all admit, charge every check, in one atomic step.
+        """Decide and, if all admit, charge every check and take every slot, in one atomic step.
 
         First, if any of ``subjects`` is allow-listed the request passes unchecked; if one is
         blocked it is refused. A refusal increments the refused subject's counter, which
-        expires ``alert_window_us`` after its first refusal.
+        expires ``alert_window_us`` after its first refusal. A refusal by a slot has index
+        ``len(checks) + k`` and its decision comes last. With ``config_key``, the result
+        carries that hash's ``version``: processes learn of live changes at no extra cost.
 
         :raises StorageError: when the backend cannot be reached or times out.
         """
@@ -104,7 +127,26 @@ class Storage(Protocol):
         """Forget the state under ``keys`` (a reset)."""
         ...
 
-    # Administration (CLI): rare, so plain commands, never on the request path.
+    def release(self, slot: Slot) -> None:
+        """Give back the lease ``slot`` took (at the end of its request)."""
+        ...
+
+    # Administration (CLI) and live config: rare, so plain commands, never per request.
+
+    def now_us(self) -> int:
+        """The storage's clock (Redis ``TIME``), for expiries that every process compares."""
+        ...
+
+    def read_config(self, key: str) -> dict[str, str]:
+        """Every field of the config hash at ``key``."""
+        ...
+
+    def update_config(self, key: str, field: str, value: str | None) -> int:
+        """Set (or with ``None`` delete) one field and bump ``version``, atomically.
+
+        :returns: the new version.
+        """
+        ...
 
     def scan(self, match: str, limit: int | None = None) -> list[str]:
         """Live keys matching the glob ``match`` (Redis ``SCAN``, never ``KEYS``), at most

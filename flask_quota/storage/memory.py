@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..algorithms import DECIDERS, Decision
-from .base import BatchResult, Check, Subject
+from ..algorithms import DECIDERS, Decision, concurrent
+from .base import BatchResult, Check, Slot, Subject
 
 Clock = Callable[[], int]
 #: Expiry of entries that never expire (allow-list entries).
@@ -46,6 +46,8 @@ class MemoryStorage:
         #: (deadline_us, key), one per key in ``_scheduled``; re-pushed if the key lived on.
         self._deadlines: list[tuple[int, str]] = []
         self._scheduled: set[str] = set()
+        #: Config hashes (live overrides): never expire.
+        self._config: dict[str, dict[str, str]] = {}
 
     def now_us(self) -> int:
         """The storage's clock."""
@@ -56,18 +58,28 @@ class MemoryStorage:
         checks: Sequence[Check],
         subjects: Sequence[Subject] = (),
         alert_window_us: int = 0,
+        *,
+        slots: Sequence[Slot] = (),
+        config_key: str | None = None,
     ) -> BatchResult:
         """Decide every check in order; commit their states only if all admit.
 
-        Same steps as ``lua/dispatch.lua``: allow list, blocks, checks, refusal counting.
+        Same steps as ``lua/dispatch.lua``: allow list, blocks, checks, slots, refusal counts.
         """
         with self._lock:
             now = self.now_us()
             self._sweep(now)
+            version = 0
+            if config_key is not None:
+                version = int(self._config.get(config_key, {}).get("version", "0"))
             for subject in subjects:
                 if self._read(subject.allow_key, now) is not None:
                     return BatchResult(
-                        decisions=(), refused_index=None, now_us=now, allowed_by_list=True
+                        decisions=(),
+                        refused_index=None,
+                        now_us=now,
+                        allowed_by_list=True,
+                        config_version=version,
                     )
             for index, subject in enumerate(subjects):
                 if self._read(subject.block_key, now) is not None:
@@ -79,6 +91,7 @@ class MemoryStorage:
                         blocked_subject=index,
                         block_remaining_us=-1 if expires == _NEVER else expires - now,
                         refusals=self._count_refusal(subjects, index, now, alert_window_us),
+                        config_version=version,
                     )
             decisions: list[Decision] = []
             writes: list[tuple[str, Any, int]] = []
@@ -96,10 +109,49 @@ class MemoryStorage:
                         refused_index=index,
                         now_us=now,
                         refusals=self._count_refusal(subjects, check.subject, now, alert_window_us),
+                        config_version=version,
                     )
+            for offset, slot in enumerate(slots):
+                taken = concurrent.acquire(
+                    self._read(slot.key, now), now, slot.capacity, slot.lease_us, slot.token
+                )
+                if not taken.decision.allowed:
+                    return BatchResult(
+                        decisions=(*decisions, taken.decision),
+                        refused_index=len(checks) + offset,
+                        now_us=now,
+                        refusals=self._count_refusal(subjects, slot.subject, now, alert_window_us),
+                        config_version=version,
+                    )
+                writes.append((slot.key, taken.state, taken.ttl_us))
             for key, state, ttl_us in writes:
                 self._write(key, state, now, ttl_us)
-            return BatchResult(decisions=tuple(decisions), refused_index=None, now_us=now)
+            return BatchResult(
+                decisions=tuple(decisions), refused_index=None, now_us=now, config_version=version
+            )
+
+    def release(self, slot: Slot) -> None:
+        """Give back the slot's lease."""
+        with self._lock:
+            now = self.now_us()
+            entry = self._entries.get(slot.key)
+            if entry is not None and entry[1] > now:
+                self._entries[slot.key] = (concurrent.release(entry[0], slot.token), entry[1])
+
+    def read_config(self, key: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self._config.get(key, {}))
+
+    def update_config(self, key: str, field: str, value: str | None) -> int:
+        with self._lock:
+            config = self._config.setdefault(key, {})
+            if value is None:
+                config.pop(field, None)
+            else:
+                config[field] = value
+            version = int(config.get("version", "0")) + 1
+            config["version"] = str(version)
+            return version
 
     def _count_refusal(
         self, subjects: Sequence[Subject], index: int, now: int, window_us: int

@@ -18,21 +18,34 @@ from redis.commands.core import Script
 from .. import _lua
 from ..algorithms import Decision
 from ..errors import StorageError
-from .base import BatchResult, Check, Subject
+from .base import BatchResult, Check, Slot, Subject
 
 #: Integers before the first decision in the reply, and per decision (see lua/dispatch.lua).
-REPLY_HEADER = 6
+REPLY_HEADER = 7
 REPLY_STRIDE = 6
 
 
 def pack_checks(
-    checks: Sequence[Check], subjects: Sequence[Subject] = (), alert_window_us: int = 0
+    checks: Sequence[Check],
+    subjects: Sequence[Subject] = (),
+    alert_window_us: int = 0,
+    slots: Sequence[Slot] = (),
+    config_key: str | None = None,
 ) -> tuple[list[str], list[int | str]]:
-    """KEYS and ARGV for the dispatcher."""
+    """KEYS and ARGV for the dispatcher (layout in ``lua/dispatch.lua``)."""
     keys: list[str] = [check.key for check in checks]
-    args: list[int | str] = [len(checks), len(subjects), alert_window_us]
+    args: list[int | str] = [
+        len(checks),
+        len(subjects),
+        alert_window_us,
+        len(slots),
+        0 if config_key is None else 1,
+    ]
     for subject in subjects:
         keys += [subject.allow_key, subject.block_key, subject.refusals_key]
+    keys += [slot.key for slot in slots]
+    if config_key is not None:
+        keys.append(config_key)
     for check in checks:
         rule = check.rule
         args += [
@@ -46,6 +59,8 @@ def pack_checks(
             1 if check.dry_run else 0,
             check.subject + 1,
         ]
+    for slot in slots:
+        args += [slot.capacity, slot.lease_us, slot.token, slot.subject + 1]
     return keys, args
 
 
@@ -71,6 +86,7 @@ def unpack_reply(reply: Sequence[int]) -> BatchResult:
         blocked_subject=blocked - 1 if blocked else None,
         block_remaining_us=int(reply[3]),
         refusals=int(reply[4]),
+        config_version=int(reply[6]),
     )
 
 
@@ -93,9 +109,12 @@ class RedisStorage:
         checks: Sequence[Check],
         subjects: Sequence[Subject] = (),
         alert_window_us: int = 0,
+        *,
+        slots: Sequence[Slot] = (),
+        config_key: str | None = None,
     ) -> BatchResult:
-        """Decide and charge all ``checks`` (and look ``subjects`` up) in one ``EVALSHA``."""
-        keys, args = pack_checks(checks, subjects, alert_window_us)
+        """Everything a request needs decided, in one ``EVALSHA``."""
+        keys, args = pack_checks(checks, subjects, alert_window_us, slots, config_key)
         try:
             reply: Any = self._script(keys=keys, args=args)
         except (redis.ConnectionError, redis.TimeoutError) as err:
@@ -110,6 +129,31 @@ class RedisStorage:
         if keys:
             with _storage_errors():
                 self.client.delete(*keys)
+
+    def release(self, slot: Slot) -> None:
+        """``ZREM`` the slot's lease: the one extra round trip of a concurrency limit."""
+        with _storage_errors():
+            self.client.zrem(slot.key, slot.token)
+
+    def now_us(self) -> int:
+        with _storage_errors():
+            seconds, micros = self.client.time()
+        return int(seconds) * 1_000_000 + int(micros)
+
+    def read_config(self, key: str) -> dict[str, str]:
+        with _storage_errors():
+            raw: dict[Any, Any] = self.client.hgetall(key)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def update_config(self, key: str, field: str, value: str | None) -> int:
+        with _storage_errors():
+            pipe = self.client.pipeline(transaction=True)
+            if value is None:
+                pipe.hdel(key, field)
+            else:
+                pipe.hset(key, field, value)
+            pipe.hincrby(key, "version", 1)
+            return int(pipe.execute()[-1])
 
     def scan(self, match: str, limit: int | None = None) -> list[str]:
         """Keys matching ``match``, by ``SCAN`` (never ``KEYS``), at most ``limit``."""
@@ -130,14 +174,16 @@ class RedisStorage:
     def get(self, key: str) -> str | None:
         with _storage_errors():
             raw = self.client.get(key)
-        if raw is None:
-            return None
-        return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+        return None if raw is None else _text(raw)
 
     def ttl_ms(self, key: str) -> int | None:
         with _storage_errors():
             ttl = int(self.client.pttl(key))
         return None if ttl == -2 else ttl
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
 
 
 @contextmanager

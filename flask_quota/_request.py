@@ -1,0 +1,432 @@
+"""The hot path: one request through its plan, in one storage call.
+
+``check_request`` gathers identities, limits, costs and concurrency slots, asks the storage
+once, and turns the answer into headers (``g._quota``), signals, metrics, a delay or a 429.
+Live-config changes and timed expiries are noticed from that same answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from flask import Flask, g, request
+
+from . import live, signals
+from . import metrics as m
+from ._config import FailMode, KeyFunc, Settings
+from ._registry import AppliedLimit, CompiledConcurrency, CompiledSpec, Plan
+from ._state import AppState
+from .algorithms import Decision
+from .errors import RateLimitExceeded, StorageError, StorageUnavailable
+from .keys import ALLOW, BLOCK, REFUSALS, identity_key, limit_key, redact
+from .responses import (
+    Reported,
+    ceil_seconds,
+    most_constraining,
+    refusal_body,
+    retry_after_seconds,
+)
+from .storage.base import BatchResult, Check, Slot, Subject
+
+log = logging.getLogger("flask_quota")
+
+#: A request leaving less than this share of a limit counts as ``near_limit``.
+NEAR_LIMIT_SHARE = 0.2
+#: The policy name of a refusal by an operator's block.
+BLOCK_POLICY = "blocked"
+#: The scope-level "algorithm" in concurrency slot keys.
+CONCURRENT = "concurrent"
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One check of this request, with what is needed to report on it."""
+
+    applied: AppliedLimit
+    identity: str
+    compiled: CompiledSpec
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Everything this request asks of the storage, and who each part is for."""
+
+    pending: list[_Pending] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    subjects: list[Subject] = field(default_factory=list)
+    slots: list[Slot] = field(default_factory=list)
+    slot_specs: list[tuple[CompiledConcurrency, str]] = field(default_factory=list)
+    fail_modes: set[FailMode] = field(default_factory=set)
+    _identities: dict[KeyFunc, str | None] = field(default_factory=dict)
+    _subject_index: dict[str, int] = field(default_factory=dict)
+
+    def identity(self, key_func: KeyFunc) -> str | None:
+        """The key function's answer, asked once per request."""
+        if key_func in self._identities:
+            return self._identities[key_func]
+        raw = key_func()
+        if raw is not None and not isinstance(raw, str):
+            raise TypeError(f"key function {key_func!r} returned {raw!r}, not a str or None")
+        self._identities[key_func] = raw
+        return raw
+
+    def subject(self, prefix: str, shown: str) -> int:
+        """The index of the subject for the (redacted) identity ``shown``."""
+        index = self._subject_index.get(shown)
+        if index is None:
+            index = self._subject_index[shown] = len(self.subjects)
+            self.subjects.append(
+                Subject(
+                    identity=shown,
+                    allow_key=identity_key(prefix, ALLOW, shown),
+                    block_key=identity_key(prefix, BLOCK, shown),
+                    refusals_key=identity_key(prefix, REFUSALS, shown),
+                )
+            )
+        return index
+
+
+def check_request(
+    app: Flask, state: AppState, plan: Plan, request_filters: Sequence[Callable[[], bool]]
+) -> None:
+    """Apply ``plan`` to the current request; raises the 429 (or 503) when refused."""
+    if any(request_filter() for request_filter in request_filters):
+        state.metrics.send((m.BYPASSED,))
+        return
+    settings = state.settings
+    factor = _factor(state)
+    batch = _collect(plan, settings, request.method, factor)
+    if not batch.checks and not batch.slots:
+        return
+    if _whitelisted(settings, batch.pending):
+        state.metrics.send((m.BYPASSED,))
+        return
+    fail_mode = max(batch.fail_modes, key=lambda f: f.strictness)
+    started = time.perf_counter()
+    result = _evaluate(app, state, batch, fail_mode)
+    check_ms = (time.perf_counter() - started) * 1000
+    if result is None:
+        return
+    if result.allowed_by_list:
+        state.metrics.send((m.BYPASSED,), check_ms)
+        return
+    if result.blocked_subject is not None:
+        _refuse_blocked(app, state, batch.subjects[result.blocked_subject], result, check_ms)
+    if result.allowed and batch.slots:
+        g._quota_slots = batch.slots
+    _settle(app, state, batch, result, check_ms)
+
+
+def release_slots(state: AppState) -> None:
+    """Give back this request's concurrency slots (``teardown_request``, errors included)."""
+    slots: list[Slot] | None = g.pop("_quota_slots", None)
+    for slot in slots or ():
+        try:
+            state.storage.release(slot)
+        except StorageError as error:
+            # The lease expires on its own; the next request's call will report the outage.
+            log.warning("could not release concurrency slot %s: %s", slot.key, error)
+
+
+def _factor(state: AppState) -> float:
+    """The emergency factor times the adaptive one, quantized."""
+    factor = state.emergency_factor
+    adaptive = state.settings.adaptive
+    if adaptive is not None:
+        value = adaptive()
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+            log.warning("QUOTA_ADAPTIVE returned %r, not a factor in (0, 1]: ignored", value)
+            value = 1.0
+        value = live.quantize(float(value)) if value < 1 else 1.0
+        if value != state.adaptive_factor:
+            log.info("adaptive limit factor %.2f -> %.2f", state.adaptive_factor, value)
+            state.adaptive_factor = value
+            state.metrics.gauge(m.ADAPTIVE_FACTOR, value)
+        factor *= value
+    return live.quantize(factor) if factor < 1 else 1.0
+
+
+def _collect(plan: Plan, settings: Settings, method: str, factor: float) -> _Batch:
+    """Identities, limits, costs and slots of this request, for one storage call."""
+    batch = _Batch()
+    prefix = settings.key_prefix
+    for compiled in plan.specs:
+        spec = compiled.spec
+        if spec.methods is not None and method not in spec.methods:
+            continue
+        if spec.exempt_when is not None and spec.exempt_when():
+            continue
+        identity = batch.identity(compiled.key)
+        if identity is None:
+            continue
+        applied = compiled.applied()
+        if not applied:
+            continue
+        cost = compiled.cost()
+        shown = redact(identity)
+        subject = batch.subject(prefix, shown)
+        batch.fail_modes.add(compiled.fail_mode)
+        for limit in applied:
+            key = limit_key(prefix, limit.scope, limit.strategy, limit.limit.period_s, shown)
+            batch.checks.append(
+                Check(
+                    key=key,
+                    rule=limit.rule_for(factor),
+                    cost=cost,
+                    dry_run=compiled.dry_run,
+                    subject=subject,
+                )
+            )
+            batch.pending.append(_Pending(limit, identity, compiled))
+    for concurrency in plan.concurrency:
+        identity = batch.identity(concurrency.key)
+        if identity is None:
+            continue
+        shown = redact(identity)
+        batch.slots.append(
+            Slot(
+                key=limit_key(prefix, concurrency.scope, CONCURRENT, 0, shown),
+                capacity=concurrency.capacity,
+                lease_us=concurrency.lease_us,
+                token=uuid.uuid4().hex,
+                subject=batch.subject(prefix, shown),
+            )
+        )
+        batch.slot_specs.append((concurrency, identity))
+        batch.fail_modes.add(concurrency.fail_mode)
+    return batch
+
+
+def _whitelisted(settings: Settings, pending: Iterable[_Pending]) -> bool:
+    """Whether ``QUOTA_WHITELIST`` names one of this request's identities or its network."""
+    if settings.whitelist_identities:
+        for item in pending:
+            if (
+                item.identity in settings.whitelist_identities
+                or redact(item.identity) in settings.whitelist_identities
+            ):
+                return True
+    if settings.whitelist_networks and request.remote_addr:
+        try:
+            address = ipaddress.ip_address(request.remote_addr)
+        except ValueError:
+            return False
+        return any(address in network for network in settings.whitelist_networks)
+    return False
+
+
+def _evaluate(
+    app: Flask, state: AppState, batch: _Batch, fail_mode: FailMode
+) -> BatchResult | None:
+    """One storage call, or the fail mode when the storage is down. ``None``: let it pass."""
+    guard = state.guard
+    alert_window_us = state.settings.alert_window_s * 1_000_000
+    if guard.should_try():
+        try:
+            result = state.storage.evaluate(
+                batch.checks,
+                batch.subjects,
+                alert_window_us,
+                slots=batch.slots,
+                config_key=state.config_key,
+            )
+        except StorageError as error:
+            guard.failed()
+            log.warning(
+                "rate-limit storage failed (%s); fail mode %r for %.1f s",
+                error,
+                fail_mode.value,
+                guard.retry_interval_s,
+            )
+            state.metrics.send((m.STORAGE_ERROR,))
+            if signals.storage_error.receivers:
+                signals.storage_error.send(app, error=error)
+        else:
+            if guard.failing:
+                log.warning("rate-limit storage recovered")
+                guard.recovered()
+            _follow_live_config(state, result)
+            return result
+    if fail_mode is FailMode.CLOSED:
+        raise StorageUnavailable(
+            retry_after=max(1, ceil_seconds(int(guard.seconds_to_retry() * 1_000_000))),
+            problem=state.settings.error_format.value == "problem",
+        )
+    if fail_mode is FailMode.LOCAL:
+        return state.local_storage.evaluate(
+            batch.checks, batch.subjects, alert_window_us, slots=batch.slots
+        )
+    return None
+
+
+def _follow_live_config(state: AppState, result: BatchResult) -> None:
+    """Reload the live config if its version moved; apply timed expiries as they come.
+
+    The storage call already returned the version and its clock, so in the steady state
+    this costs two integer comparisons.
+    """
+    if result.config_version == state.live.version and result.now_us < state.live_changes_at_us:
+        return
+    if result.config_version != state.live.version:
+        try:
+            state.live = live.decode(state.storage.read_config(state.config_key))
+        except StorageError as error:
+            log.warning("could not read live config: %s", error)
+            return
+    apply_live_config(state, result.now_us)
+
+
+def apply_live_config(state: AppState, now_us: int) -> None:
+    """Put the overrides and emergency factor in force at ``now_us`` into effect."""
+    overrides = state.live.active_overrides(now_us)
+    factor = state.live.factor(now_us)
+    state.live_changes_at_us = min(
+        [
+            o.expires_at_us
+            for o in state.live.overrides.values()
+            if o.expires_at_us and o.expires_at_us > now_us
+        ]
+        + [e for e in (state.live.emergency_expires_at_us,) if e is not None and e > now_us],
+        default=2**62,
+    )
+    if factor != state.emergency_factor:
+        log.warning("emergency limit factor %.2f -> %.2f", state.emergency_factor, factor)
+        state.emergency_factor = factor
+        state.metrics.gauge(m.EMERGENCY_FACTOR, factor)
+    if overrides != state.active_overrides:
+        log.warning("live limit overrides now %r", overrides)
+        state.active_overrides = overrides
+        state.plans.clear()
+
+
+def _refuse_blocked(
+    app: Flask, state: AppState, subject: Subject, result: BatchResult, check_ms: float
+) -> NoReturn:
+    """429 for an identity an operator blocked: ``Retry-After`` is the block's time left."""
+    settings = state.settings
+    remaining_us = result.block_remaining_us
+    if remaining_us < 0:  # a block without expiry: advertise the default block length
+        remaining_us = settings.block_duration_s * 1_000_000
+    block = Decision(
+        allowed=False,
+        limit=0,
+        remaining=0,
+        reset_after_us=remaining_us,
+        retry_after_us=remaining_us,
+    )
+    report = Reported(block, BLOCK_POLICY, ceil_seconds(remaining_us))
+    g._quota = (report, result.now_us)
+    state.metrics.send((m.DENIED, m.denied_metric(BLOCK_POLICY)), check_ms)
+    log.info(
+        "blocked identity %s refused on %s (request id %s)",
+        subject.identity,
+        request.endpoint,
+        request.headers.get("X-Request-ID", "-"),
+    )
+    _notify_refusal(app, state, None, subject.identity, result.refusals)
+    _raise_refusal(state, report, result.now_us, subject.identity)
+
+
+def _notify_refusal(
+    app: Flask, state: AppState, limit: AppliedLimit | None, identity: str, refusals: int
+) -> None:
+    """``rate_limit_exceeded``, and ``repeat_offender`` when the identity's refusals reach the
+    threshold (exactly once per identity per alert window: the count passes it once)."""
+    if signals.rate_limit_exceeded.receivers:
+        signals.rate_limit_exceeded.send(
+            app,
+            limit=limit,
+            key=identity,
+            request=request._get_current_object(),  # type: ignore[attr-defined]
+        )
+    settings = state.settings
+    if refusals == settings.alert_threshold:
+        log.warning(
+            "repeat offender %s: %d refusals within %d s",
+            identity,
+            refusals,
+            settings.alert_window_s,
+        )
+        if signals.repeat_offender.receivers:
+            signals.repeat_offender.send(
+                app, key=identity, count=refusals, window=settings.alert_window_s
+            )
+
+
+def _raise_refusal(state: AppState, report: Reported, now_us: int, identity: str) -> NoReturn:
+    settings = state.settings
+    raise RateLimitExceeded(
+        refusal_body(report, now_us, settings.error_format),
+        retry_after=retry_after_seconds(report.decision),
+        policy=report.policy,
+        identity=identity,
+        problem=settings.error_format.value == "problem",
+    )
+
+
+def _settle(
+    app: Flask, state: AppState, batch: _Batch, result: BatchResult, check_ms: float
+) -> None:
+    """Turn the storage's answer into headers, signals, metrics, a delay or a 429."""
+    counters: list[str] = []
+    reports: list[Reported] = []
+    delay_us = 0
+    for item, decision in zip(batch.pending, result.decisions, strict=False):
+        applied = item.applied
+        reports.append(Reported(decision, applied.name, applied.limit.period_s))
+        if not decision.allowed and item.compiled.dry_run:
+            counters.append(m.DRY_RUN_DENIED)
+            log.info(
+                "dry-run limit %s would refuse %s on %s",
+                applied.name,
+                redact(item.identity),
+                request.endpoint,
+            )
+        elif decision.remaining < decision.limit * NEAR_LIMIT_SHARE:
+            counters.append(m.NEAR_LIMIT)
+        delay_us = max(delay_us, decision.delay_us)
+    refused_index = result.refused_index
+    if refused_index is not None:
+        if refused_index < len(batch.pending):
+            refused = batch.pending[refused_index]
+            name, limit, identity = refused.applied.name, refused.applied, refused.identity
+            report = reports[refused_index]
+        else:  # a concurrency slot: its decision comes after the checks'
+            concurrency, identity = batch.slot_specs[refused_index - len(batch.pending)]
+            name, limit = concurrency.name, None
+            report = Reported(result.decisions[-1], name, ceil_seconds(concurrency.lease_us))
+        g._quota = (report, result.now_us)
+        counters += [m.DENIED, m.denied_metric(name)]
+        state.metrics.send(counters, check_ms)
+        shown = redact(identity)
+        log.info(
+            "rate limit %s refused %s on %s (request id %s)",
+            name,
+            shown,
+            request.endpoint,
+            request.headers.get("X-Request-ID", "-"),
+        )
+        _notify_refusal(app, state, limit, shown, result.refusals)
+        _raise_refusal(state, report, result.now_us, shown)
+    counters.append(m.ALLOWED)
+    state.metrics.send(counters, check_ms)
+    if reports:
+        g._quota = (most_constraining(reports), result.now_us)
+    if delay_us > 0:
+        delay_s = delay_us / 1_000_000
+        if signals.request_delayed.receivers:
+            delayed = next(
+                p
+                for p, d in zip(batch.pending, result.decisions, strict=False)
+                if d.delay_us == delay_us
+            )
+            signals.request_delayed.send(
+                app, limit=delayed.applied, key=redact(delayed.identity), delay=delay_s
+            )
+        state.sleep(delay_s)
