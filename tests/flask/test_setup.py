@@ -21,6 +21,23 @@ def test_quota_app_registers_itself(app: Flask) -> None:
     assert app.extensions["quota"] is quota
 
 
+@pytest.mark.parametrize("second", ["same", "other"])
+def test_initialising_an_app_twice_fails_instead_of_counting_twice(
+    app: Flask, backend: Backend, second: str
+) -> None:
+    quota = Quota(app)
+    app.add_url_rule("/", "index", quota.limit("3/minute")(_ok))
+    backend.attach(app)
+
+    with pytest.raises(RuntimeError, match="already"):
+        (quota if second == "same" else Quota()).init_app(app)
+
+    # The first set-up still works, and charges each request once.
+    response = app.test_client().get("/")
+    assert response.headers["X-RateLimit-Remaining"] == "2"
+    assert app.extensions["quota"] is quota
+
+
 def test_init_app_registers_and_limits(app: Flask, backend: Backend) -> None:
     quota = Quota()
     app.add_url_rule("/", "index", quota.limit("2/minute")(_ok))
