@@ -142,6 +142,7 @@ def limits_command(as_json: bool) -> None:
 def list_command(pattern: str, max_rows: int, as_json: bool) -> None:
     """Live counters of identities matching the glob PATTERN."""
     _warn_per_process()
+    pattern = admin.shown_pattern(pattern)
     rows = admin.live_counters(_app(), pattern, max_rows)
     _emit(
         as_json,

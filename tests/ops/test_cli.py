@@ -444,6 +444,15 @@ def test_api_keys_are_shown_hashed_and_accepted_raw_or_hashed(busy: OpsApp) -> N
     assert json.loads(outputs[9].stdout) == [{"identity": HASHED_KEY, "source": "storage"}]
 
 
+def test_list_accepts_a_raw_api_key_and_never_echoes_it(busy: OpsApp) -> None:
+    found = counters(busy, f"key:{SECRET}")
+    missing = busy.cli("list", "key:not-a-live-key")
+
+    assert found == {(HASHED_KEY, "per-key"): (4, 0, 60)}
+    assert "not-a-live-key" not in missing.output
+    assert ok(missing).startswith("No live counters match 'key:sha256:")
+
+
 def test_configured_whitelist_api_keys_are_listed_hashed(make_ops_app: Any) -> None:
     ops = make_ops_app(QUOTA_WHITELIST=[f"key:{SECRET}"])
 
