@@ -219,6 +219,15 @@ def _callable(key: str, value: object) -> Any:
     raise _bad(key, value, "a callable or None")
 
 
+def _adaptive(value: object) -> Any:
+    """A callable, ``None``, or the built-in's config spelling ``"in_flight:<soft>:<hard>"``."""
+    if isinstance(value, str):
+        from .adaptive import parse_adaptive
+
+        return parse_adaptive(value)
+    return _callable("QUOTA_ADAPTIVE", value)
+
+
 def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Settings:
     """Validated settings from an app's config and the constructor's keywords.
 
@@ -287,5 +296,5 @@ def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Se
         statsd_prefix=_text("QUOTA_STATSD_PREFIX", get("QUOTA_STATSD_PREFIX")),
         named_limits=_mapping("QUOTA_LIMITS", get("QUOTA_LIMITS")),
         plans=_mapping("QUOTA_PLANS", get("QUOTA_PLANS")),
-        adaptive=_callable("QUOTA_ADAPTIVE", get("QUOTA_ADAPTIVE")),
+        adaptive=_adaptive(get("QUOTA_ADAPTIVE")),
     )
