@@ -296,11 +296,11 @@ def apply_live_config(state: AppState, now_us: int) -> None:
         default=2**62,
     )
     if factor != state.emergency_factor:
-        log.warning("emergency limit factor %.2f -> %.2f", state.emergency_factor, factor)
+        log.info("emergency limit factor %.2f -> %.2f", state.emergency_factor, factor)
         state.emergency_factor = factor
         state.metrics.gauge(m.EMERGENCY_FACTOR, factor)
     if overrides != state.active_overrides:
-        log.warning("live limit overrides now %r", overrides)
+        log.info("live limit overrides now %r", overrides)
         state.active_overrides = overrides
         state.plans.clear()
 

@@ -298,3 +298,86 @@ def top_command(count: int, as_json: bool) -> None:
             else ["No refusals in the alert window."]
         ),
     )
+
+
+@quota_cli.command("set")
+@click.argument("name")
+@click.argument("limit")
+@click.option("--for", "seconds", type=click.IntRange(min=1), help="Lapse after SECONDS.")
+@json_option
+@_one_line_errors
+def set_command(name: str, limit: str, seconds: int | None, as_json: bool) -> None:
+    """Override the limit named NAME with LIMIT in every process (no restart)."""
+    _warn_per_process()
+    admin.set_override(_app(), name, limit, seconds)
+    _emit(
+        as_json,
+        {"name": name, "limit": limit, "expires_in": seconds},
+        lambda: [f"{name} = {limit}" + (f" for {seconds} s." if seconds else " until unset.")],
+    )
+
+
+@quota_cli.command("unset")
+@click.argument("name")
+@json_option
+@_one_line_errors
+def unset_command(name: str, as_json: bool) -> None:
+    """Drop the override of NAME: back to its configured limit."""
+    _warn_per_process()
+    if not admin.clear_override(_app(), name):
+        raise click.ClickException(f"no override named {name!r}")
+    _emit(as_json, {"name": name, "overridden": False}, lambda: [f"Unset {name}."])
+
+
+@quota_cli.command("overrides")
+@json_option
+@_one_line_errors
+def overrides_command(as_json: bool) -> None:
+    """The live overrides in force."""
+    _warn_per_process()
+    rows = admin.list_overrides(_app())
+    _emit(
+        as_json,
+        rows,
+        lambda: (
+            _table(
+                [(r.name, r.limit, r.expires_in_s) for r in rows],
+                ("Name", "Limit", "Expires in (s)"),
+            )
+            if rows
+            else ["No overrides."]
+        ),
+    )
+
+
+@quota_cli.command("emergency")
+@click.argument("switch", type=click.Choice(["on", "off", "status"]))
+@click.option("--factor", type=float, help="Scale every limit by this, in (0, 1] (with on).")
+@click.option("--for", "seconds", type=click.IntRange(min=1), help="Lapse after SECONDS.")
+@json_option
+@_one_line_errors
+def emergency_command(
+    switch: str, factor: float | None, seconds: int | None, as_json: bool
+) -> None:
+    """Scale every limit at once (on --factor 0.1), or back to normal (off)."""
+    _warn_per_process()
+    app = _app()
+    if switch == "on":
+        if factor is None:
+            raise _UsageLine("emergency on needs --factor, e.g. --factor 0.1")
+        admin.set_emergency(app, factor, seconds)
+    elif switch == "off":
+        if factor is not None or seconds is not None:
+            raise _UsageLine("emergency off takes no --factor or --for")
+        admin.clear_emergency(app)
+    status = admin.emergency_status(app)
+    _emit(
+        as_json,
+        status,
+        lambda: [
+            f"Emergency on: every limit x {status.factor:g}"
+            + (f" for {status.expires_in_s} s." if status.expires_in_s else ".")
+            if status.active
+            else "Emergency off: limits as configured."
+        ],
+    )
