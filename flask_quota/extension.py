@@ -219,10 +219,9 @@ class Quota:
     def limit_blueprint(self, blueprint: Blueprint, limit: LimitSource, **options: Any) -> None:
         """Limit every view of ``blueprint`` together: one counter per identity for all of its
         views (like ``scope=blueprint.name``). Takes the options of :meth:`limit`."""
-        options.setdefault("scope", blueprint.name)
-        self._blueprint_specs.setdefault(blueprint.name, []).append(
-            declare(Kind.BLUEPRINT, limit, **options)
-        )
+        declared = self._blueprint_specs.setdefault(blueprint.name, [])
+        options.setdefault("scope", _default_scope(blueprint.name, len(declared)))
+        declared.append(declare(Kind.BLUEPRINT, limit, **options))
 
     def exempt(self, view: F) -> F:
         """No limits at all on this view (global ones included)."""
@@ -344,25 +343,25 @@ class Quota:
                 )
             )
         view_specs = self._view_specs_for(view)
-        for spec in view_specs:
+        for index, spec in enumerate(view_specs):
             specs.append(
                 compile_spec(
                     spec,
                     settings,
                     default_key=self._key,
-                    scope=spec.scope or endpoint,
+                    scope=spec.scope or _default_scope(endpoint, index),
                     name_base=endpoint,
                     overrides=overrides,
                 )
             )
         if not view_specs and not blueprint_specs:
-            for spec in state.default_specs:
+            for index, spec in enumerate(state.default_specs):
                 specs.append(
                     compile_spec(
                         spec,
                         settings,
                         default_key=self._key,
-                        scope=endpoint,
+                        scope=_default_scope(endpoint, index),
                         name_base=endpoint,
                         overrides=overrides,
                     )
@@ -469,3 +468,13 @@ def _blueprint_names(chain: Iterable[str]) -> set[str]:
 
 def _short(blueprint_name: str) -> str:
     return blueprint_name.rsplit(".", 1)[-1]
+
+
+def _default_scope(base: str, index: int) -> str:
+    """The counter of the ``index``-th limit declared on ``base`` with no ``scope``.
+
+    Stacked limits never share a counter unless told to: with one period and algorithm they
+    would share a key, and a state written under one rule (rate, cost, methods, dry run) would
+    be read under another. The first keeps ``base``, so a lone limit's key never moves.
+    """
+    return base if index == 0 else f"{base}~{index + 1}"

@@ -184,6 +184,62 @@ def test_stacked_limits_all_apply(quota_app: Flask, backend: Backend) -> None:
     assert by_hour.json["retryAfter"] == 3600 - 60
 
 
+@pytest.mark.parametrize("strategy", ["fixed_window", "token_bucket", "gcra", "sliding_log"])
+@pytest.mark.parametrize("order", ["tight first", "tight last"])
+def test_stacked_limits_with_one_period_keep_their_own_counters(
+    quota_app: Flask, backend: Backend, strategy: str, order: str
+) -> None:
+    quota = Quota(quota_app, strategy=strategy)
+    limits = ["2/minute", "5/minute"] if order == "tight first" else ["5/minute", "2/minute"]
+    index = view()
+    for limit in reversed(limits):
+        index = quota.limit(limit)(index)
+    quota_app.add_url_rule("/", "index", index)
+    backend.attach(quota_app)
+    client = quota_app.test_client()
+
+    responses = [get(client) for _ in range(3)]
+
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    assert responses[0].headers["X-RateLimit-Remaining"] == "1"
+
+
+def test_stacked_method_limit_counts_only_its_methods(quota_app: Flask, backend: Backend) -> None:
+    quota = Quota(quota_app)
+
+    @quota_app.route("/", methods=["GET", "POST"])
+    @quota.limit("10/minute")
+    @quota.limit("2/minute", methods=["POST"])
+    def index() -> str:
+        return "ok"
+
+    backend.attach(quota_app)
+    client = quota_app.test_client()
+
+    reads = [client.get("/").status_code for _ in range(3)]
+    writes = [client.post("/").status_code for _ in range(3)]
+
+    assert reads == [200, 200, 200]
+    assert writes == [200, 200, 429]
+
+
+def test_stacked_costly_limit_does_not_charge_its_neighbour(
+    quota_app: Flask, backend: Backend
+) -> None:
+    quota = Quota(quota_app)
+
+    @quota_app.route("/")
+    @quota.limit("4/minute")
+    @quota.limit("1000/minute", cost=10)
+    def index() -> str:
+        return "ok"
+
+    backend.attach(quota_app)
+    client = quota_app.test_client()
+
+    assert statuses(client, "/", 5) == [200, 200, 200, 200, 429]
+
+
 def test_key_returning_none_skips_the_limit(quota_app: Flask, backend: Backend) -> None:
     quota = Quota(quota_app)
 
@@ -462,6 +518,26 @@ def test_dry_run_limit_does_not_stop_a_real_one(quota_app: Flask, backend: Backe
     @quota_app.route("/")
     @quota.limit("1/minute", dry_run=True)
     @quota.limit("3/minute")
+    def index() -> str:
+        return "ok"
+
+    backend.attach(quota_app)
+    client = quota_app.test_client()
+
+    responses = [get(client) for _ in range(4)]
+
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    assert responses[3].json is not None and responses[3].json["limit"] == 3
+
+
+def test_dry_run_rollout_beside_a_real_limit_never_refuses_for_it(
+    quota_app: Flask, backend: Backend
+) -> None:
+    quota = Quota(quota_app, strategy="token_bucket")
+
+    @quota_app.route("/")
+    @quota.limit("3/minute")
+    @quota.limit("1/minute", dry_run=True)  # the tighter limit being rolled out
     def index() -> str:
         return "ok"
 
