@@ -232,12 +232,6 @@ def test_configured_networks_and_identities_bypass(key_prefix: str) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a storage key names scope, strategy, period and identity, not the limit: limits "
-    "stacked on one view (or blueprint) with one strategy and period are told apart by no "
-    "key, so 'list' shows them all under the first one's name and rule",
-)
 def test_list_names_each_of_several_limits_stacked_on_one_view(memory_app: Flask) -> None:
     assert get(memory_app, "/multi", headers=HEADERS).status_code == 200
 
