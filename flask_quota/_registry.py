@@ -117,12 +117,18 @@ def declare(
         cost=cost,
         burst=burst,
         scope=scope,
-        methods=frozenset(m.upper() for m in methods) if methods is not None else None,
+        methods=_normalise_methods(methods) if methods is not None else None,
         exempt_when=exempt_when,
         name=name,
         dry_run=dry_run,
         fail_mode=mode,
     )
+
+
+def _normalise_methods(methods: Sequence[str]) -> frozenset[str]:
+    """Upper-cased; ``GET`` brings ``HEAD``, which Flask answers by running the GET view."""
+    names = frozenset(m.upper() for m in methods)
+    return (names | {"HEAD"}) if "GET" in names else names
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

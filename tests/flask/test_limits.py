@@ -382,6 +382,17 @@ def test_methods_limit_only_those_methods(
     assert [r.status_code for r in writes] == [200, 429]
 
 
+def test_get_limit_covers_head(quota_app: Flask, backend: Backend) -> None:
+    quota = Quota(quota_app)
+    quota_app.add_url_rule("/", "index", quota.limit("2/minute", methods=["GET"])(view()))
+    backend.attach(quota_app)
+    client = quota_app.test_client()
+
+    # Flask answers HEAD by running the GET view: the GET limit must count it.
+    assert [client.head("/").status_code for _ in range(2)] == [200, 200]
+    assert client.get("/").status_code == 429
+
+
 def test_exempt_when_bypasses_without_charging(quota_app: Flask, backend: Backend) -> None:
     quota = Quota(quota_app)
     internal = quota.limit("1/minute", exempt_when=lambda: request.headers.get("X-Internal") == "1")
