@@ -382,12 +382,18 @@ def _settle(
         reports.append(Reported(decision, applied.name, applied.limit.period_s))
         if not decision.allowed and item.compiled.dry_run:
             counters.append(m.DRY_RUN_DENIED)
+            shown = redact(item.identity)
             log.info(
-                "dry-run limit %s would refuse %s on %s",
-                applied.name,
-                redact(item.identity),
-                request.endpoint,
+                "dry-run limit %s would refuse %s on %s", applied.name, shown, request.endpoint
             )
+            # Reported like a refusal (API.md: headers, metrics, signals, logs), never raised.
+            if signals.rate_limit_exceeded.receivers:
+                signals.rate_limit_exceeded.send(
+                    app,
+                    limit=applied,
+                    key=shown,
+                    request=request._get_current_object(),  # type: ignore[attr-defined]
+                )
         elif decision.remaining < decision.limit * NEAR_LIMIT_SHARE:
             counters.append(m.NEAR_LIMIT)
         delay_us = max(delay_us, decision.delay_us)

@@ -44,6 +44,26 @@ def test_rate_limit_exceeded_names_limit_key_and_request(app: Flask, backend: Ba
     assert extra["request"].args["q"] == "2"
 
 
+def test_dry_run_limit_reports_what_it_would_refuse_by_signal(app: Flask, backend: Backend) -> None:
+    quota = Quota(app, strategy="fixed_window")
+    trial = quota.limit("1/minute", name="trial", dry_run=True)
+    app.add_url_rule("/", "index", trial(lambda: "ok"))
+    backend.attach(app)
+    client = app.test_client()
+    recorder = Recorder()
+
+    with rate_limit_exceeded.connected_to(recorder, app):
+        statuses = [
+            client.get("/", environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code
+            for _ in range(3)
+        ]
+
+    assert statuses == [200, 200, 200]
+    assert [extra["limit"].name for _, extra in recorder.calls] == ["trial", "trial"]
+    assert [extra["key"] for _, extra in recorder.calls] == ["203.0.113.9"] * 2
+    assert all(extra["request"].path == "/" for _, extra in recorder.calls)
+
+
 def test_rate_limit_exceeded_is_scoped_to_its_app(app: Flask, backend: Backend) -> None:
     quota = Quota(app, strategy="fixed_window")
     app.add_url_rule("/", "index", quota.limit("1/minute")(lambda: "ok"))
