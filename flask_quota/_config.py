@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from .algorithms import Algorithm
 from .errors import ConfigurationError
+from .limits import parse_limits
 
 log = logging.getLogger("flask_quota")
 
@@ -190,15 +191,26 @@ def _limit_list(key: str, value: object) -> tuple[str, ...]:
 
 
 def _mapping(key: str, value: object) -> Mapping[str, str | None]:
-    if isinstance(value, Mapping) and all(
+    """Names to limit strings (``None``: unlimited), each parsed now so a bad one fails at
+    start-up naming ``<key>[<name>]``."""
+    if not isinstance(value, Mapping) or not all(
         isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in value.items()
     ):
-        return dict(value)
-    raise _bad(key, value, "a mapping of names to limit strings (or None)")
+        raise _bad(key, value, "a mapping of names to limit strings (or None)")
+    for name, text in value.items():
+        if text is not None:
+            try:
+                parse_limits(text)
+            except ConfigurationError as err:
+                raise ConfigurationError(f"invalid {key}[{name!r}]: {err}") from None
+    return dict(value)
 
 
 def _whitelist(key: str, value: object) -> tuple[frozenset[str], tuple[IPNetwork, ...]]:
-    entries = _limit_list(key, value) if isinstance(value, str) else value
+    """Identities and networks; one string (from the environment) is split on commas."""
+    entries = (
+        [e.strip() for e in value.split(",") if e.strip()] if isinstance(value, str) else value
+    )
     if not isinstance(entries, list | tuple | set | frozenset):
         raise _bad(key, value, "a list of identities and IP networks")
     identities: set[str] = set()

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Final
 
 from ._config import FailMode, KeyFunc, Settings
 from .algorithms import Algorithm, Rule
@@ -23,6 +24,8 @@ from .limits import Limit, parse_limits
 LimitSource = str | Callable[[], "str | None"]
 CostSource = int | Callable[[], int]
 
+#: Marks "no replacement" in a lookup whose values may be ``None`` (unlimited).
+_KEEP: Final = object()
 #: Above this many distinct strings from one dynamic limit, its cache starts over.
 _DYNAMIC_CACHE_SIZE = 256
 
@@ -170,21 +173,25 @@ class CompiledSpec:
     max_delay_us: int
     #: Static limits, resolved once. ``None`` for dynamic ones (see :meth:`applied`).
     fixed: tuple[AppliedLimit, ...] | None
-    #: Live overrides in force when this was compiled: limit name -> limit string.
-    overrides: Mapping[str, str] = field(default_factory=dict)
+    #: Replacements by limit name when this was compiled: live overrides over ``QUOTA_LIMITS``
+    #: (``None``: unlimited).
+    overrides: Mapping[str, str | None] = field(default_factory=dict)
     _dynamic: dict[str, tuple[AppliedLimit, ...]] = field(default_factory=dict)
 
     def resolve(self, limits: tuple[Limit, ...]) -> tuple[AppliedLimit, ...]:
         """Rules and names for ``limits`` under this spec.
 
-        An unnamed spec's limit is named ``<base>:<limit>``; an override of that name replaces
-        that one limit (and keeps its name, so ``flask quota unset`` finds it again).
+        An unnamed spec's limit is named ``<base>:<limit>``; an override or ``QUOTA_LIMITS``
+        entry of that name replaces that one limit (``None``: drops it) and keeps its name, so
+        ``flask quota unset`` finds it again.
         """
         applied: list[AppliedLimit] = []
         for limit in limits:
             name = self.spec.name or f"{self.name_base}:{limit}"
-            replaced = self.overrides.get(name) if self.spec.name is None else None
-            for actual in parse_cached(replaced) if replaced is not None else (limit,):
+            replaced = self.overrides.get(name, _KEEP) if self.spec.name is None else _KEEP
+            if replaced is None:
+                continue
+            for actual in (limit,) if replaced is _KEEP else parse_cached(str(replaced)):
                 applied.append(
                     AppliedLimit(
                         name=name,
@@ -268,7 +275,7 @@ def compile_spec(
         fail_mode=spec.fail_mode or settings.fail_mode,
         max_delay_us=int(settings.max_delay_s * 1_000_000),
         fixed=None,
-        overrides=overrides,
+        overrides={**settings.named_limits, **overrides},
     )
     if static is not None:
         compiled.fixed = compiled.resolve(static)

@@ -37,17 +37,19 @@ class StorageGuard:
         self.retry_interval_s = retry_interval_s
         self.failing = False
         self._retry_at = 0.0
+        self._lock = threading.Lock()
 
     def should_try(self) -> bool:
         """Whether this request may call the storage (always, unless it is failing)."""
         if not self.failing:
             return True
-        now = time.time()
-        if now < self._retry_at:
-            return False
-        # This request probes; the others keep the fail mode until it has answered.
-        self._retry_at = now + self.retry_interval_s
-        return True
+        with self._lock:
+            now = time.time()
+            if now < self._retry_at:
+                return False
+            # This request probes; the others keep the fail mode until it has answered.
+            self._retry_at = now + self.retry_interval_s
+            return True
 
     def seconds_to_retry(self) -> float:
         return max(0.0, self._retry_at - time.time())

@@ -1,0 +1,70 @@
+"""Settings from config: validation at start-up, and the lookups operators rely on."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from flask_quota import ConfigurationError, Quota
+
+
+def make_app(**config: object) -> Flask:
+    app = Flask(__name__)
+    app.config.update(config)
+    return app
+
+
+def test_quota_limits_bad_string_fails_at_init_naming_key_and_name() -> None:
+    app = make_app(QUOTA_LIMITS={"search": "10/fortnight"})
+    with pytest.raises(ConfigurationError, match=r"QUOTA_LIMITS\['search'\].*10/fortnight"):
+        Quota(app)
+
+
+def test_quota_plans_bad_string_fails_at_init() -> None:
+    app = make_app(QUOTA_PLANS={"free": "lots"})
+    with pytest.raises(ConfigurationError, match=r"QUOTA_PLANS\['free'\]"):
+        Quota(app)
+
+
+def test_quota_limits_replaces_a_derived_name_and_none_drops_it() -> None:
+    app = make_app(QUOTA_LIMITS={"a:1/minute": "3/minute", "b:1/minute": None})
+    quota = Quota(app)
+
+    @app.get("/a")
+    @quota.limit("1/minute")
+    def a() -> str:
+        return "a"
+
+    @app.get("/b")
+    @quota.limit("1/minute")
+    def b() -> str:
+        return "b"
+
+    client = app.test_client()
+    assert [client.get("/a").status_code for _ in range(4)] == [200, 200, 200, 429]
+    first = client.get("/a")
+    assert first.json is not None and first.json["policy"] == "a:1/minute"
+    assert first.json["limit"] == 3
+    responses = [client.get("/b") for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert "X-RateLimit-Limit" not in responses[0].headers
+
+
+def test_whitelist_string_from_the_environment_is_split_on_commas(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLASK_QUOTA_WHITELIST", "user:1, 10.0.0.0/8 ,127.0.0.1")
+    app = make_app()
+    app.config.from_prefixed_env()
+    quota = Quota(app, default_limits=["1/minute"])
+
+    @app.get("/")
+    def index() -> str:
+        return "ok"
+
+    client = app.test_client()
+    assert [client.get("/").status_code for _ in range(3)] == [200, 200, 200]
+    settings = app.extensions["quota.state"].settings
+    assert settings.whitelist_identities == frozenset({"user:1"})
+    assert [str(n) for n in settings.whitelist_networks] == ["10.0.0.0/8", "127.0.0.1/32"]
+    assert quota is app.extensions["quota"]
