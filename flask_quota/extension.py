@@ -322,14 +322,16 @@ class Quota:
             return Plan(tuple(s for s in specs if s is not None))
         view = app.view_functions.get(endpoint)
         blueprints = _blueprint_chain(endpoint)
+        declared = {bp: _declared_name(app, bp) for bp in blueprints}
         if self._is_exempt_view(view) or any(
-            bp in self._exempt_blueprints for bp in _blueprint_names(blueprints)
+            bp in self._exempt_blueprints
+            for bp in _blueprint_names(blueprints) | set(declared.values())
         ):
             return Plan((), exempt=True)
         blueprint_specs = [
             (bp, spec)
             for bp in blueprints
-            for spec in self._blueprint_specs.get(bp, self._blueprint_specs.get(_short(bp), []))
+            for spec in self._blueprint_specs.get(bp, self._blueprint_specs.get(declared[bp], []))
         ]
         for bp, spec in blueprint_specs:
             specs.append(
@@ -464,6 +466,14 @@ def _blueprint_names(chain: Iterable[str]) -> set[str]:
     names = set(chain)
     names.update(_short(name) for name in chain)
     return names
+
+
+def _declared_name(app: Flask, registered: str) -> str:
+    """The name ``Blueprint(name, ...)`` was given, which declarations are filed under, for the
+    name it is registered under (nested: ``"api.v1"``; renamed: ``register_blueprint(bp,
+    name="api_v2")``)."""
+    blueprint = app.blueprints.get(registered)
+    return blueprint.name if blueprint is not None else _short(registered)
 
 
 def _short(blueprint_name: str) -> str:

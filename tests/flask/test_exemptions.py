@@ -78,6 +78,19 @@ def test_exempt_blueprint_has_no_limits_at_all(app: Flask, backend: Backend) -> 
     assert [client.get("/").status_code for _ in range(2)] == [200, 429]
 
 
+def test_exempt_blueprint_registered_under_another_name(app: Flask, backend: Backend) -> None:
+    quota = Quota(app, global_limits=["1/minute"])
+    internal = Blueprint("internal", __name__)
+    internal.add_url_rule("/ping", "ping", lambda: "pong")
+    quota.exempt_blueprint(internal)
+    app.register_blueprint(internal, url_prefix="/a")
+    app.register_blueprint(internal, url_prefix="/b", name="internal_b")
+    backend.attach(app)
+    client = app.test_client()
+
+    assert [client.get(path).status_code for path in ("/a/ping", "/b/ping") * 2] == [200] * 4
+
+
 def test_request_filter_bypasses_every_limit_without_charging(app: Flask, backend: Backend) -> None:
     quota = Quota(app, global_limits=["1/minute"])
 

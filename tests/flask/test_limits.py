@@ -112,6 +112,23 @@ def test_limit_blueprint_covers_nested_blueprints(quota_app: Flask, backend: Bac
     assert get(client, "/api/top").status_code == 429
 
 
+def test_limit_blueprint_covers_a_blueprint_registered_under_another_name(
+    quota_app: Flask, backend: Backend
+) -> None:
+    quota = Quota(quota_app)
+    api = Blueprint("api", __name__)
+    api.add_url_rule("/items", "items", view())
+    quota.limit_blueprint(api, "2/minute")
+    quota_app.register_blueprint(api, url_prefix="/v1")
+    quota_app.register_blueprint(api, url_prefix="/v2", name="api_v2")
+    backend.attach(quota_app)
+    client = quota_app.test_client()
+
+    # All of the blueprint's views share its one counter, whichever registration serves them.
+    assert [get(client, p).status_code for p in ("/v2/items", "/v1/items")] == [200, 200]
+    assert get(client, "/v2/items").status_code == 429
+
+
 def test_default_limits_count_per_view_and_per_client(quota_app: Flask, backend: Backend) -> None:
     Quota(quota_app, default_limits=["2/minute"])
     quota_app.add_url_rule("/x", "x", view())
