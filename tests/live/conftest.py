@@ -13,13 +13,15 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import redis
 from flask import Flask
+from statsd import StatsClient
 from werkzeug.test import TestResponse
 
+from flask_quota import metrics
 from flask_quota.extension import AppState
 from flask_quota.storage import MemoryStorage, Storage
 from tests._support import ClockedRedisStorage, ManualClock
@@ -207,8 +209,23 @@ class StatsdListener:
         self._sock.close()
 
 
+class ClosableStatsClient(StatsClient):
+    """statsd's client, remembered so the test can close its socket (an app's lives as long as
+    the app, and its ResourceWarning would otherwise fail whichever test collects the app)."""
+
+    opened: ClassVar[list[StatsClient]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.opened.append(self)
+
+
 @pytest.fixture
-def statsd() -> Iterator[StatsdListener]:
+def statsd(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatsdListener]:
+    """A listener; the apps of the test send to it through clients closed after the test."""
+    monkeypatch.setattr(metrics, "StatsClient", ClosableStatsClient)
     listener = StatsdListener()
     yield listener
     listener.close()
+    while ClosableStatsClient.opened:
+        ClosableStatsClient.opened.pop().close()
