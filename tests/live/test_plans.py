@@ -7,6 +7,7 @@ calendar day ends), on ``memory://`` and on real Redis.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -321,3 +322,29 @@ def test_quota_limits_none_removes_that_limit_only(
 
     assert search == [(200, 100)] * 100 + [(429, 100)]
     assert api == [(200, None)] * 200
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ({"QUOTA_LIMITS": {"search": "5/fortnight"}}, "QUOTA_LIMITS['search']: invalid limit "),
+        ({"QUOTA_LIMITS": {"search": "0/second"}}, "QUOTA_LIMITS['search']: invalid limit "),
+        ({"QUOTA_LIMITS": {"search": ""}}, "QUOTA_LIMITS['search']: invalid limit "),
+        ({"QUOTA_LIMITS": {"search": 5}}, "QUOTA_LIMITS {'search': 5}"),
+        ({"QUOTA_LIMITS": ["search"]}, "QUOTA_LIMITS ['search']"),
+        ({"QUOTA_PLANS": {"pro": "10/second;"}}, "QUOTA_PLANS['pro']: invalid limit "),
+        ({"QUOTA_PLANS": {"pro": "ten/second"}}, "QUOTA_PLANS['pro']: invalid limit "),
+        ({"QUOTA_PLANS": "pro"}, "QUOTA_PLANS 'pro'"),
+    ],
+    ids=lambda value: "" if isinstance(value, str) else repr(value),
+)
+def test_a_bad_named_limit_or_plan_fails_at_init_app_naming_the_key(
+    make_app: Callable[..., Flask], config: dict[str, Any], named: str
+) -> None:
+    app = make_app(**config)
+
+    # No view declares the name: the string is checked at start-up, not at its first request.
+    with pytest.raises(ConfigurationError, match=re.escape(named)):
+        Quota(app)
+
+    assert "quota" not in app.extensions
