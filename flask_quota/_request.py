@@ -36,7 +36,7 @@ from .storage.base import BatchResult, Check, Slot, Subject
 
 log = logging.getLogger("flask_quota")
 
-#: A request leaving less than this share of a limit counts as ``near_limit``.
+#: An admitted request leaving less than this share of a limit counts as ``near_limit``.
 NEAR_LIMIT_SHARE = 0.2
 #: The policy name of a refusal by an operator's block.
 BLOCK_POLICY = "blocked"
@@ -394,7 +394,7 @@ def _settle(
                     key=shown,
                     request=request._get_current_object(),  # type: ignore[attr-defined]
                 )
-        elif decision.remaining < decision.limit * NEAR_LIMIT_SHARE:
+        elif decision.allowed and decision.remaining < decision.limit * NEAR_LIMIT_SHARE:
             counters.append(m.NEAR_LIMIT)
         delay_us = max(delay_us, decision.delay_us)
     refused_index = result.refused_index

@@ -8,6 +8,7 @@ swallows socket errors, so metrics never raise into a request. Off (a no-op) unl
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Final, Protocol
@@ -66,6 +67,9 @@ class StatsdMetrics:
             raise ConfigurationError(
                 f"invalid QUOTA_STATSD_HOST {host!r} (port {port}): {err}"
             ) from None
+        # The client's UDP socket goes with this object (and so with its app's state), so
+        # discarded apps leave no socket behind (no ResourceWarning in users' test suites).
+        weakref.finalize(self, self._client.close)
 
     def send(self, counters: Iterable[str], check_ms: float | None = None) -> None:
         pipe = self._client.pipeline()

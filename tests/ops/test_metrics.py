@@ -173,6 +173,8 @@ def test_a_refusal_counts_denied_and_denied_by_limit(ops: OpsApp, statsd: Statsd
     names = counters(lines)
     assert names[-2:] == [DENIED, f"{DENIED}.api"]
     assert ALLOWED not in names
+    # A refusal is counted as denied, not as a near miss.
+    assert NEAR_LIMIT not in names
     assert timed(lines)
 
 
@@ -328,3 +330,12 @@ def test_statsd_on_a_closed_port_never_breaks_a_request(
 
     assert results == [200] * 10 + [429] * 2
     assert blocked.status_code == 429 and blocked.headers["Retry-After"] == "60"
+
+
+def test_an_apps_statsd_socket_closes_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "StatsClient", StatsClient)
+    sink = metrics.StatsdMetrics("127.0.0.1", 8125, "quota")
+    sock = sink._client._sock
+    assert sock is not None and sock.fileno() >= 0
+    del sink
+    assert sock.fileno() == -1
