@@ -8,6 +8,7 @@ several apps.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -289,6 +290,21 @@ class Quota:
     # -- compilation -------------------------------------------------------------------------
 
     def _view_specs_for(self, view: Callable[..., Any] | None) -> list[LimitSpec]:
+        specs = list(self._function_specs(view))
+        view_class = getattr(view, "view_class", None)
+        if view_class is not None:
+            # A class-based view: a limit on a handler (MethodView.post) counts only the
+            # methods it serves; Flask serves HEAD with get() unless the class has head().
+            for method in sorted(getattr(view_class, "methods", None) or ()):
+                served = {method}
+                if method == "GET" and getattr(view_class, "head", None) is None:
+                    served.add("HEAD")
+                for spec in self._function_specs(getattr(view_class, method.lower(), None)):
+                    only = frozenset(served) if spec.methods is None else spec.methods & served
+                    specs.append(replace(spec, methods=only))
+        return specs
+
+    def _function_specs(self, view: Callable[..., Any] | None) -> list[LimitSpec]:
         while view is not None:
             specs = self._view_specs.get(view)
             if specs is not None:

@@ -6,11 +6,13 @@ minute boundary, so a ``/minute`` window has exactly 60 s left and numbers are e
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
 import pytest
 from flask import Blueprint, Flask, request
+from flask.views import MethodView
 from werkzeug.test import TestResponse
 
 from flask_quota import Quota, _registry
@@ -255,6 +257,88 @@ def test_stacked_costly_limit_does_not_charge_its_neighbour(
     client = quota_app.test_client()
 
     assert statuses(client, "/", 5) == [200, 200, 200, 200, 429]
+
+
+def test_limits_on_method_view_methods_count_those_methods(
+    quota_app: Flask, backend: Backend
+) -> None:
+    quota = Quota(quota_app)
+
+    class Items(MethodView):
+        @quota.limit("1/minute")
+        def get(self) -> str:
+            return "list"
+
+        @quota.limit("2/minute")
+        def post(self) -> str:
+            return "created"
+
+    quota_app.add_url_rule("/items", view_func=Items.as_view("items"))
+    backend.attach(quota_app)
+    client = quota_app.test_client()
+
+    reads = [client.get("/items").status_code for _ in range(2)]
+    head = client.head("/items").status_code
+    writes = [client.post("/items").status_code for _ in range(3)]
+
+    assert reads == [200, 429]
+    assert head == 429  # Flask answers HEAD with get()
+    assert writes == [200, 200, 429]
+
+
+def test_method_view_decorators_limit_every_method_together(
+    quota_app: Flask, backend: Backend
+) -> None:
+    quota = Quota(quota_app)
+
+    class Items(MethodView):
+        decorators = [quota.limit("2/minute")]
+
+        def get(self) -> str:
+            return "list"
+
+        def post(self) -> str:
+            return "created"
+
+    quota_app.add_url_rule("/items", view_func=Items.as_view("items"))
+    backend.attach(quota_app)
+    client = quota_app.test_client()
+
+    statuses = [client.get("/items").status_code, client.post("/items").status_code]
+
+    assert statuses == [200, 200]
+    assert client.post("/items").status_code == 429
+
+
+def test_view_wrapped_by_another_decorator_keeps_its_limit(
+    quota_app: Flask, backend: Backend
+) -> None:
+    quota = Quota(quota_app)
+
+    def login_required(function: Callable[[], str]) -> Callable[[], str]:
+        @functools.wraps(function)
+        def wrapper() -> str:
+            return function()
+
+        return wrapper
+
+    @quota_app.route("/inner")
+    @login_required
+    @quota.limit("1/minute")
+    def inner() -> str:
+        return "ok"
+
+    @quota_app.route("/outer")
+    @quota.limit("1/minute")
+    @login_required
+    def outer() -> str:
+        return "ok"
+
+    backend.attach(quota_app)
+    client = quota_app.test_client()
+
+    assert statuses(client, "/inner", 2) == [200, 429]
+    assert statuses(client, "/outer", 2) == [200, 429]
 
 
 def test_key_returning_none_skips_the_limit(quota_app: Flask, backend: Backend) -> None:
