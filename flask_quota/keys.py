@@ -61,11 +61,14 @@ def _escape(text: str, safe: frozenset[int]) -> str:
 
 def escape_identity(identity: str) -> str:
     """The identity as it appears in a key: escaped, or ``#<digest>`` when long."""
-    escaped = _escape(identity, _SAFE_IDENTITY)
-    if len(escaped) <= MAX_IDENTITY_CHARS:
-        return escaped
-    digest = hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=16)
-    return "#" + digest.hexdigest()
+    raw = identity.encode("utf-8", "surrogatepass")
+    # Escaping never shortens (a byte becomes 1 or 3 characters): past the limit in bytes, go
+    # straight to the digest, so a megabyte identity costs one hash, not a million escapes.
+    if len(raw) <= MAX_IDENTITY_CHARS:
+        escaped = _escape(identity, _SAFE_IDENTITY)
+        if len(escaped) <= MAX_IDENTITY_CHARS:
+            return escaped
+    return "#" + hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 def escape_scope(scope: str) -> str:

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
+from flask_quota import keys as keys_module
 from flask_quota.algorithms import Algorithm
 from flask_quota.keys import (
     MAX_IDENTITY_CHARS,
@@ -190,3 +191,23 @@ def test_a_forged_tag_in_the_identity_does_not_pick_the_slot() -> None:
     # A naive layout would hash "a" for the identity "{a}"; ours hashes the digest.
     assert key_slot(key("{a}").encode()) == key_slot(hash_tag("{a}").encode())
     assert key_slot(hash_tag("{a}").encode()) != key_slot(b"a")
+
+
+def test_a_huge_identity_is_hashed_without_being_escaped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: the whole identity was escaped before its length was looked at, a second
+    # of CPU per request for a megabyte identity. Escaping never shortens, so the byte
+    # length alone decides; only short identities reach the escaper.
+    escaped_lengths: list[int] = []
+    real_escape = keys_module._escape
+
+    def spy(text: str, safe: frozenset[int]) -> str:
+        escaped_lengths.append(len(text))
+        return real_escape(text, safe)
+
+    monkeypatch.setattr(keys_module, "_escape", spy)
+    assert escape_identity("{" * 1_000_000).startswith("#")
+    assert escape_identity("a" * (MAX_IDENTITY_CHARS + 1)).startswith("#")
+    assert escaped_lengths == []
+    # 126 bytes: escaped, and only then found too long (378 characters).
+    assert escape_identity("日" * 42).startswith("#")
+    assert escaped_lengths == [42]
