@@ -96,6 +96,23 @@ def test_limit_blueprint_is_one_counter_per_identity_across_its_views(
     assert "X-RateLimit-Limit" not in outside.headers
 
 
+def test_view_limit_inside_a_limited_blueprint_stacks_with_it(
+    quota_app: Flask, backend: Backend
+) -> None:
+    quota = Quota(quota_app)
+    api = Blueprint("api", __name__, url_prefix="/api")
+    api.add_url_rule("/strict", "strict", quota.limit("1/minute")(view()))
+    api.add_url_rule("/open", "open", view())
+    quota.limit_blueprint(api, "3/minute")
+    quota_app.register_blueprint(api)
+    backend.attach(quota_app)
+    client = quota_app.test_client()
+
+    assert statuses(client, "/api/strict", 3) == [200, 429, 429]
+    # The blueprint counter paid only for the admitted request.
+    assert get(client, "/api/open").headers["X-RateLimit-Remaining"] == "1"
+
+
 def test_limit_blueprint_covers_nested_blueprints(quota_app: Flask, backend: Backend) -> None:
     quota = Quota(quota_app)
     api = Blueprint("api", __name__, url_prefix="/api")

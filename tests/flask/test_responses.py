@@ -233,6 +233,18 @@ def test_ietf_headers(app: Flask, backend: Backend) -> None:
     assert refused.headers["Retry-After"] == "7"
 
 
+def test_ietf_policy_name_is_an_escaped_sf_string(app: Flask, backend: Backend) -> None:
+    app.config["QUOTA_HEADERS_STYLE"] = "ietf"
+    quota = Quota(app, strategy="fixed_window")
+    app.add_url_rule("/", "index", quota.limit("5/minute", name='say "hi" \\ o')(lambda: "ok"))
+    backend.attach(app)
+
+    response = app.test_client().get("/")
+
+    assert response.headers["RateLimit-Policy"] == '"say \\"hi\\" \\\\ o";q=5;w=60'
+    assert response.headers["RateLimit"] == '"say \\"hi\\" \\\\ o";r=4;t=60'
+
+
 def test_both_header_styles(app: Flask, backend: Backend) -> None:
     app.config["QUOTA_HEADERS_STYLE"] = "both"
     quota = Quota(app, strategy="fixed_window")

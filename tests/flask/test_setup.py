@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 from flask import Flask
+from werkzeug.exceptions import TooManyRequests
 
-from flask_quota import ConfigurationError, Quota
+from flask_quota import ConfigurationError, Quota, RateLimitExceeded, by_ip
 from flask_quota.storage import MemoryStorage, RedisStorage
 from tests.conftest import RedisServer
 from tests.flask.conftest import Backend
@@ -36,6 +39,25 @@ def test_initialising_an_app_twice_fails_instead_of_counting_twice(
     response = app.test_client().get("/")
     assert response.headers["X-RateLimit-Remaining"] == "2"
     assert app.extensions["quota"] is quota
+
+
+def test_public_names_and_signature() -> None:
+    parameters = inspect.signature(Quota).parameters
+
+    assert list(parameters)[:7] == [
+        "app",
+        "default_limits",
+        "global_limits",
+        "key",
+        "strategy",
+        "storage_uri",
+        "options",
+    ]
+    assert parameters["app"].default is None
+    assert parameters["key"].default is by_ip
+    assert parameters["options"].kind is inspect.Parameter.VAR_KEYWORD
+    assert issubclass(RateLimitExceeded, TooManyRequests)
+    assert issubclass(ConfigurationError, ValueError)
 
 
 def test_init_app_registers_and_limits(app: Flask, backend: Backend) -> None:
