@@ -23,6 +23,8 @@ from .limits import parse_limits
 log = logging.getLogger("flask_quota")
 
 KeyFunc = Callable[[], "str | None"]
+#: A limit string, or a callable returning one (or ``None``) per request, as in ``limit()``.
+LimitSource = str | Callable[[], "str | None"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -102,8 +104,8 @@ class Settings:
     fail_mode: FailMode
     strategy: Algorithm
     key_prefix: str
-    default_limits: tuple[str, ...]
-    global_limits: tuple[str, ...]
+    default_limits: tuple[LimitSource, ...]
+    global_limits: tuple[LimitSource, ...]
     dry_run: bool
     headers_enabled: bool
     headers_style: HeaderStyle
@@ -181,13 +183,14 @@ def _choice(key: str, value: object, choices: type[enum.StrEnum]) -> Any:
         raise _bad(key, value, f"one of {names}") from None
 
 
-def _limit_list(key: str, value: object) -> tuple[str, ...]:
-    """A list of limit strings, or one string (``"10/second;1000/day"``)."""
+def _limit_list(key: str, value: object) -> tuple[LimitSource, ...]:
+    """A list of limit strings or callables returning one (``quota.plan(by=...)``), or one
+    string (``"10/second;1000/day"``)."""
     if isinstance(value, str):
         return (value,) if value.strip() else ()
-    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+    if isinstance(value, list | tuple) and all(isinstance(v, str) or callable(v) for v in value):
         return tuple(value)
-    raise _bad(key, value, "a limit string or a list of them")
+    raise _bad(key, value, "a limit string or callable, or a list of them")
 
 
 def _mapping(key: str, value: object) -> Mapping[str, str | None]:

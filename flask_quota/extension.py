@@ -60,8 +60,8 @@ class Quota:
         self,
         app: Flask | None = None,
         *,
-        default_limits: Sequence[str] = (),
-        global_limits: Sequence[str] = (),
+        default_limits: Sequence[LimitSource] = (),
+        global_limits: Sequence[LimitSource] = (),
         key: KeyFunc = by_ip,
         strategy: str | None = None,
         storage_uri: str | None = None,
@@ -456,11 +456,11 @@ def _current_app() -> Flask:
 # -- small helpers -------------------------------------------------------------------------
 
 
-def _as_list(value: Sequence[str] | str) -> tuple[str, ...]:
+def _as_list(value: Sequence[LimitSource] | str) -> tuple[LimitSource, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def _parse_config_limits(config_key: str, texts: Iterable[str]) -> tuple[str, ...]:
+def _parse_config_limits(config_key: str, texts: Iterable[LimitSource]) -> tuple[LimitSource, ...]:
     """Validate limit strings from config now, naming the key that holds a bad one."""
     texts = tuple(texts)
     for text in texts:

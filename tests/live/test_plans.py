@@ -143,6 +143,56 @@ def test_a_blueprint_plan_counts_all_its_views_together_per_tenant(
     assert answers(client, "hooli", 10, "/api/b") == [(200, None)] * 10
 
 
+def test_a_global_plan_is_one_counter_for_every_client(
+    make_app: Callable[..., Flask], backend: LiveBackend
+) -> None:
+    # The deployment's tier: one plan, one counter shared by every client of the app.
+    app = make_app(
+        QUOTA_PLANS={"small": "3/minute", "unlimited": None},
+        QUOTA_STRATEGY="fixed_window",
+        DEPLOYMENT_PLAN="small",
+    )
+    quota = Quota()
+    app.config["QUOTA_GLOBAL_LIMITS"] = [
+        quota.plan(by=lambda: str(app.config["DEPLOYMENT_PLAN"])),
+    ]
+    quota.init_app(app)
+
+    @app.get("/items")
+    def items() -> str:
+        return "items"
+
+    backend.attach(app)
+    client = app.test_client()
+
+    first = answers(client, "acme", 2)
+    second = answers(client, "globex", 2)
+    app.config["DEPLOYMENT_PLAN"] = "unlimited"  # by() is asked on every request
+    third = answers(client, "globex", 5)
+
+    assert first + second == [(200, 3), (200, 3), (200, 3), (429, 3)]
+    assert third == [(200, None)] * 5
+    assert stored_identities(backend, app) == [("global", "global", 60)]
+
+
+def test_callable_default_limits_from_the_constructor(
+    make_app: Callable[..., Flask], backend: LiveBackend
+) -> None:
+    app = make_app(QUOTA_PLANS=PLANS, QUOTA_STRATEGY="fixed_window")
+    quota = Quota(app, default_limits=[lambda: "2/minute" if current_plan() else None])
+
+    @app.get("/items")
+    def items() -> str:
+        return "items"
+
+    backend.attach(app)
+    client = app.test_client()
+
+    assert answers(client, "acme", 3) == [(200, 2), (200, 2), (429, 2)]
+    assert answers(client, "stranger", 5) == [(200, None)] * 5
+    assert quota.overrides(app=app) == {}
+
+
 def test_a_plan_of_two_limits_holds_a_request_to_both(
     make_app: Callable[..., Flask], backend: LiveBackend
 ) -> None:
