@@ -186,18 +186,22 @@ class CompiledSpec:
         ``flask quota unset`` finds it again.
         """
         applied: list[AppliedLimit] = []
+        periods: dict[int, int] = {}
         for limit in limits:
             name = self.spec.name or f"{self.name_base}:{limit}"
             replaced = self.overrides.get(name, _KEEP) if self.spec.name is None else _KEEP
             if replaced is None:
                 continue
             for actual in (limit,) if replaced is _KEEP else parse_cached(str(replaced)):
+                # Two parts of one string with the same period ("2/minute;5/minute") would
+                # share a key: the second and later get counters of their own.
+                seen = periods[actual.period_s] = periods.get(actual.period_s, 0) + 1
                 applied.append(
                     AppliedLimit(
                         name=name,
                         limit=actual,
                         strategy=self.strategy,
-                        scope=self.scope,
+                        scope=self.scope if seen == 1 else f"{self.scope}+{seen}",
                         rule=Rule.build(
                             self.strategy,
                             actual,

@@ -68,3 +68,19 @@ def test_whitelist_string_from_the_environment_is_split_on_commas(
     assert settings.whitelist_identities == frozenset({"user:1"})
     assert [str(n) for n in settings.whitelist_networks] == ["10.0.0.0/8", "127.0.0.1/32"]
     assert quota is app.extensions["quota"]
+
+
+def test_two_parts_of_one_string_with_one_period_count_apart() -> None:
+    app = make_app()
+    quota = Quota(app, strategy="fixed_window")
+
+    @app.get("/")
+    @quota.limit("2/minute;5/minute")
+    def index() -> str:
+        return "ok"
+
+    client = app.test_client()
+    statuses = [client.get("/").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    keys = app.extensions["quota.state"].storage.keys()
+    assert len([k for k in keys if ":fixed_window:60:" in k]) == 2
