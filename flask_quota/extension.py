@@ -7,6 +7,7 @@ several apps.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -96,6 +97,9 @@ class Quota:
         self._exempt_blueprints: set[str] = set()
         self._request_filters: list[Callable[[], bool]] = []
         self._concurrency_specs: dict[Callable[..., Any], list[ConcurrencySpec]] = {}
+        #: The states of the apps this serves, weakly: a declaration made after an app has
+        #: compiled plans (a view added later, a test declaring per test) clears them.
+        self._states: weakref.WeakSet[AppState] = weakref.WeakSet()
         if app is not None:
             self.init_app(app)
 
@@ -136,6 +140,7 @@ class Quota:
                 _parse_config_limits(f"QUOTA_PLANS[{plan_name!r}]", (plan_limit,))
         app.extensions["quota"] = self
         app.extensions[STATE_KEY] = state
+        self._states.add(state)
         app.before_request(self._before_request)
         app.after_request(self._after_request)
         app.teardown_request(self._teardown_request)
@@ -188,6 +193,7 @@ class Quota:
         def decorate(view: F) -> F:
             # Decorators apply bottom-up; insert first so evaluation follows reading order.
             self._view_specs.setdefault(view, []).insert(0, spec)
+            self._declarations_changed()
             return view
 
         return decorate
@@ -213,6 +219,7 @@ class Quota:
 
         def decorate(view: F) -> F:
             self._concurrency_specs.setdefault(view, []).insert(0, spec)
+            self._declarations_changed()
             return view
 
         return decorate
@@ -223,15 +230,18 @@ class Quota:
         declared = self._blueprint_specs.setdefault(blueprint.name, [])
         options.setdefault("scope", _default_scope(blueprint.name, len(declared)))
         declared.append(declare(Kind.BLUEPRINT, limit, **options))
+        self._declarations_changed()
 
     def exempt(self, view: F) -> F:
         """No limits at all on this view (global ones included)."""
         self._exempt_views.add(view)
+        self._declarations_changed()
         return view
 
     def exempt_blueprint(self, blueprint: Blueprint) -> None:
         """No limits at all on any view of ``blueprint``."""
         self._exempt_blueprints.add(blueprint.name)
+        self._declarations_changed()
 
     def request_filter(self, function: Callable[[], bool]) -> Callable[[], bool]:
         """Register ``function``; when it returns ``True`` the request bypasses every limit."""
@@ -288,6 +298,10 @@ class Quota:
         }
 
     # -- compilation -------------------------------------------------------------------------
+
+    def _declarations_changed(self) -> None:
+        for state in list(self._states):
+            state.plans.clear()
 
     def _view_specs_for(self, view: Callable[..., Any] | None) -> list[LimitSpec]:
         specs = list(self._function_specs(view))

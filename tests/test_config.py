@@ -84,3 +84,19 @@ def test_two_parts_of_one_string_with_one_period_count_apart() -> None:
     assert statuses == [200, 200, 429]
     keys = app.extensions["quota.state"].storage.keys()
     assert len([k for k in keys if ":fixed_window:60:" in k]) == 2
+
+
+def test_a_limit_declared_after_the_first_request_still_applies() -> None:
+    app = make_app()
+    quota = Quota(app)
+
+    def view() -> str:
+        return "ok"
+
+    app.add_url_rule("/", "index", view)
+    client = app.test_client()
+    assert [client.get("/").status_code for _ in range(3)] == [200, 200, 200]  # plan compiled
+
+    quota.limit("1/minute")(view)
+
+    assert [client.get("/").status_code for _ in range(2)] == [200, 429]
