@@ -63,5 +63,7 @@ def parse_adaptive(text: str) -> InFlight:
             f"invalid QUOTA_ADAPTIVE {text!r}: expected a callable or 'in_flight:<soft>:<hard>'"
             "[:<floor>]"
         )
-    floor = float(match[3]) if match[3] else 0.1
-    return InFlight(int(match[1]), int(match[2]), floor)
+    try:
+        return InFlight(int(match[1]), int(match[2]), float(match[3]) if match[3] else 0.1)
+    except ValueError as err:  # ConfigurationError too; float("1.2.3") before it
+        raise ConfigurationError(f"invalid QUOTA_ADAPTIVE {text!r}: {err}") from None

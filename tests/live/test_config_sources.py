@@ -368,6 +368,10 @@ def test_flask_quota_adaptive_spells_the_built_in_in_flight_factor(
         ("FLASK_QUOTA_LIMITS", '["search"]', "QUOTA_LIMITS ['search']"),
         ("FLASK_QUOTA_ADAPTIVE", "in_flight:4", "QUOTA_ADAPTIVE 'in_flight:4'"),
         ("FLASK_QUOTA_ADAPTIVE", "42", "QUOTA_ADAPTIVE 42"),
+        ("FLASK_QUOTA_ADAPTIVE", "in_flight:8:4", "QUOTA_ADAPTIVE 'in_flight:8:4': invalid"),
+        ("FLASK_QUOTA_ADAPTIVE", "in_flight:4:8:1.5", "QUOTA_ADAPTIVE 'in_flight:4:8:1.5': "),
+        ("FLASK_QUOTA_ADAPTIVE", "in_flight:4:8:0", "QUOTA_ADAPTIVE 'in_flight:4:8:0': "),
+        ("FLASK_QUOTA_ADAPTIVE", "in_flight:4:8:1.2.3", "QUOTA_ADAPTIVE 'in_flight:4:8:1.2.3'"),
     ],
 )
 def test_a_bad_environment_variable_fails_at_init_app_naming_the_key(
