@@ -2,6 +2,7 @@
 -- KEYS: none   ARGV: none   returns: nothing (a prelude)
 -- Every number is an integer below 2^53 (exact in Lua's doubles); states are strings of
 -- space-separated integers, written with %.0f (tostring would print 1.7e+15).
+-- Reads `now_us` (the clock prelude) to set expiries from the decision time.
 
 local function floordiv(a, b)
   -- Python's a // b for integers; corrects the rounding of a / b near a whole quotient.
@@ -35,6 +36,13 @@ local function read_ints(key)
   return values
 end
 
+local function expire_ms(ttl_us)
+  -- PX for a state that matters until now_us + ttl_us. Redis adds PX to its own clock in
+  -- whole milliseconds (now_us truncated), so count from there: rounding ttl_us alone up
+  -- let a key vanish up to 1 ms before its state stopped mattering.
+  return fmt(ceildiv(now_us % 1000 + ttl_us, 1000))
+end
+
 local function store_ints(key, ttl_us, values)
   -- ttl_us <= 0: the state is equivalent to none, so drop it.
   if ttl_us <= 0 then
@@ -45,7 +53,7 @@ local function store_ints(key, ttl_us, values)
   for i = 1, #values do
     fields[i] = fmt(values[i])
   end
-  redis.call('SET', key, table.concat(fields, ' '), 'PX', fmt(ceildiv(ttl_us, 1000)))
+  redis.call('SET', key, table.concat(fields, ' '), 'PX', expire_ms(ttl_us))
 end
 
 local function refusal_retry(rule, cost, wait_us)

@@ -40,7 +40,7 @@ local function sliding_log(key, now, rule, cost)
         redis.call('RPUSH', key, unpack(batch))
         remaining = remaining - #batch
       end
-      redis.call('PEXPIRE', key, fmt(ceildiv(reset, 1000)))
+      redis.call('PEXPIRE', key, expire_ms(reset))
     end)
   end
   local reset = 0

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from flask_quota import StorageError
-from flask_quota.algorithms import Algorithm, Rule
+from flask_quota.algorithms import DECIDERS, Algorithm, Rule
 from flask_quota.limits import Limit, Unit, parse_limit
 from flask_quota.storage import storage_from_uri
 from flask_quota.storage.base import BatchResult, Check, Storage
@@ -137,6 +137,47 @@ def longest_ttl_us(check_rule: Rule, now_us: int) -> int:
 def expiry_ms(client: redis.Redis, key: str) -> int:
     """The key's absolute expiry, Unix milliseconds (Redis 7 ``PEXPIRETIME``)."""
     return int(client.execute_command("PEXPIRETIME", key))
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("algorithm", list(Algorithm))
+@pytest.mark.parametrize("cost", [1, 4])
+def test_a_key_expires_when_its_state_stops_mattering(
+    redis_client: redis.Redis, key_prefix: str, algorithm: Algorithm, cost: int
+) -> None:
+    # Production storage: the decision time is Redis TIME, the clock Redis expires keys by,
+    # so the absolute expiry can be compared with the algorithm's own ttl_us.
+    storage = RedisStorage(redis_client)
+    check_rule = rule(algorithm)
+    key = f"{key_prefix}:{algorithm}"
+    result = storage.evaluate([Check(key=key, rule=check_rule, cost=cost)])
+    assert result.allowed
+    ttl_us = DECIDERS[algorithm](None, result.now_us, check_rule, cost).ttl_us
+    assert 0 < ttl_us <= longest_ttl_us(check_rule, result.now_us)
+    assert redis_client.pttl(key) > 0
+    # Never before the state stops mattering; at most a tick of Redis's millisecond clock
+    # (and the rounding up to it) after.
+    late_us = expiry_ms(redis_client, key) * 1000 - (result.now_us + ttl_us)
+    assert 0 <= late_us < 2000
+    if algorithm is Algorithm.FIXED_WINDOW:
+        window_end_us = result.now_us - result.now_us % check_rule.period_us + 10 * S
+        assert expiry_ms(redis_client, key) * 1000 <= window_end_us + 1000
+
+
+@pytest.mark.redis
+def test_a_key_never_expires_before_its_state_stops_mattering(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # Regression: PX was ceil(ttl_us / 1000) added to Redis's clock truncated to the
+    # millisecond, so a state needed until now + 10_990 µs (91/second: one cell) went at
+    # floor_ms(now) + 11 ms, before it stopped mattering whenever now % 1000 > 10 µs.
+    storage = RedisStorage(redis_client)
+    check_rule = Rule.build(Algorithm.GCRA, Limit(count=91))
+    assert check_rule.emission_us == 10_990
+    for index in range(10):
+        key = f"{key_prefix}:{index}"
+        result = storage.evaluate([Check(key=key, rule=check_rule)])
+        assert expiry_ms(redis_client, key) * 1000 >= result.now_us + 10_990
 
 
 @pytest.mark.redis
