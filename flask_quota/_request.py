@@ -42,6 +42,9 @@ NEAR_LIMIT_SHARE = 0.2
 BLOCK_POLICY = "blocked"
 #: The scope-level "algorithm" in concurrency slot keys.
 CONCURRENT = "concurrent"
+#: A process whose knowledge of the live config is older than this re-reads it before deciding,
+#: so every process obeys a change within a second even if it was idle when it happened.
+LIVE_STALENESS_S = 1.0
 
 
 @dataclass(slots=True)
@@ -192,7 +195,7 @@ def _collect(plan: Plan, settings: Settings, method: str, factor: float) -> _Bat
         batch.slots.append(
             Slot(
                 key=limit_key(prefix, concurrency.scope, CONCURRENT, 0, shown),
-                capacity=concurrency.capacity,
+                capacity=max(1, int(concurrency.capacity * factor)),
                 lease_us=concurrency.lease_us,
                 token=uuid.uuid4().hex,
                 subject=batch.subject(prefix, shown),
@@ -237,16 +240,7 @@ def _evaluate(
                 config_key=state.config_key,
             )
         except StorageError as error:
-            guard.failed()
-            log.warning(
-                "rate-limit storage failed (%s); fail mode %r for %.1f s",
-                error,
-                fail_mode.value,
-                guard.retry_interval_s,
-            )
-            state.metrics.send((m.STORAGE_ERROR,))
-            if signals.storage_error.receivers:
-                signals.storage_error.send(app, error=error)
+            _storage_failed(app, state, error, fail_mode)
         else:
             if guard.failing:
                 log.warning("rate-limit storage recovered")
@@ -265,12 +259,60 @@ def _evaluate(
     return None
 
 
+def refresh_stale_live_config(app: Flask, state: AppState) -> None:
+    """Before deciding: re-read the live config if this process has not heard of it for more
+    than :data:`LIVE_STALENESS_S`, and lapse timed entries due by the storage's clock.
+
+    A busy process learns every change from the version its previous request's call returned,
+    so this costs nothing in the steady state; an idle one pays one round trip on its first
+    request, instead of deciding it on a config that may be minutes old.
+    """
+    age = time.time() - state.live_seen_at
+    if age <= LIVE_STALENESS_S:
+        estimated_now_us = state.live_seen_now_us + int(age * 1_000_000)
+        if estimated_now_us >= state.live_changes_at_us:
+            apply_live_config(state, estimated_now_us)
+        return
+    if state.guard.failing:
+        return  # the fail mode applies; the next successful call brings the version
+    try:
+        fields, now_us = state.storage.snapshot_config(state.config_key)
+    except StorageError as error:
+        # Counts as the storage call of this retry interval: the request goes straight to
+        # its fail mode rather than waiting out a second timeout.
+        _storage_failed(app, state, error, state.settings.fail_mode)
+        return
+    state.live = live.decode(fields)
+    _seen(state, now_us)
+    apply_live_config(state, now_us)
+
+
+def _seen(state: AppState, now_us: int) -> None:
+    state.live_seen_at = time.time()
+    state.live_seen_now_us = now_us
+
+
+def _storage_failed(app: Flask, state: AppState, error: StorageError, mode: FailMode) -> None:
+    """Stop calling the storage for the retry interval; log, count and signal it once."""
+    state.guard.failed()
+    log.warning(
+        "rate-limit storage failed (%s); fail mode %r for %.1f s",
+        error,
+        mode.value,
+        state.guard.retry_interval_s,
+    )
+    state.metrics.send((m.STORAGE_ERROR,))
+    if signals.storage_error.receivers:
+        signals.storage_error.send(app, error=error)
+
+
 def _follow_live_config(state: AppState, result: BatchResult) -> None:
     """Reload the live config if its version moved; apply timed expiries as they come.
 
     The storage call already returned the version and its clock, so in the steady state
     this costs two integer comparisons.
     """
+    _seen(state, result.now_us)
     if result.config_version == state.live.version and result.now_us < state.live_changes_at_us:
         return
     if result.config_version != state.live.version:

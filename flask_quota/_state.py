@@ -99,6 +99,10 @@ class AppState:
     emergency_factor: float = 1.0
     #: When a timed override or emergency lapses next (storage clock, µs).
     live_changes_at_us: int = 2**62
+    #: When (``time.time()``) this process last learnt the config version, and the storage's
+    #: clock then: a process whose knowledge is older than a second re-reads before deciding.
+    live_seen_at: float = 0.0
+    live_seen_now_us: int = 0
     #: The last adaptive factor, to log and gauge changes only.
     adaptive_factor: float = 1.0
     in_flight: InFlight = field(default_factory=InFlight)

@@ -341,8 +341,9 @@ def _expiry(state: AppState, seconds: float | None) -> int | None:
 
 def _refresh(state: AppState) -> None:
     """Make this process obey at once (the others learn from their next request)."""
-    state.live = live.decode(state.storage.read_config(state.config_key))
-    apply_live_config(state, state.storage.now_us())
+    fields, now_us = state.storage.snapshot_config(state.config_key)
+    state.live = live.decode(fields)
+    apply_live_config(state, now_us)
 
 
 def set_override(app: Flask, name: str, limit: str, seconds: float | None = None) -> None:

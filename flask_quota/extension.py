@@ -30,7 +30,7 @@ from ._registry import (
     declare,
     declare_concurrency,
 )
-from ._request import check_request, release_slots
+from ._request import check_request, refresh_stale_live_config, release_slots
 from ._state import STATE_KEY, AppState, StorageGuard, app_state, current_state
 from .errors import ConfigurationError
 from .identity import GLOBAL, by_ip
@@ -435,6 +435,7 @@ class Quota:
         endpoint = request.endpoint
         if endpoint == "static" and not settings.count_static:
             return
+        refresh_stale_live_config(app, state)
         plan = state.plans.get(endpoint)
         if plan.exempt or not (plan.specs or plan.concurrency):
             return

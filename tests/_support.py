@@ -37,6 +37,12 @@ class ClockedRedisStorage(RedisStorage):
         super().__init__(client, script_source=_lua.assemble(FIXED_CLOCK_LUA))
         self.clock = clock
 
+    def now_us(self) -> int:
+        return self.clock()
+
+    def snapshot_config(self, key: str) -> tuple[dict[str, str], int]:
+        return self.read_config(key), self.clock()
+
     def evaluate(
         self,
         checks: Sequence[Check],

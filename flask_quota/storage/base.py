@@ -141,6 +141,10 @@ class Storage(Protocol):
         """Every field of the config hash at ``key``."""
         ...
 
+    def snapshot_config(self, key: str) -> tuple[dict[str, str], int]:
+        """The config hash and the storage's clock, in one round trip."""
+        ...
+
     def update_config(self, key: str, field: str, value: str | None) -> int:
         """Set (or with ``None`` delete) one field and bump ``version``, atomically.
 

@@ -142,6 +142,10 @@ class MemoryStorage:
         with self._lock:
             return dict(self._config.get(key, {}))
 
+    def snapshot_config(self, key: str) -> tuple[dict[str, str], int]:
+        with self._lock:
+            return dict(self._config.get(key, {})), self.now_us()
+
     def update_config(self, key: str, field: str, value: str | None) -> int:
         with self._lock:
             config = self._config.setdefault(key, {})

@@ -145,6 +145,16 @@ class RedisStorage:
             raw: dict[Any, Any] = self.client.hgetall(key)
         return {_text(k): _text(v) for k, v in raw.items()}
 
+    def snapshot_config(self, key: str) -> tuple[dict[str, str], int]:
+        """``HGETALL`` and ``TIME`` in one pipeline: one round trip."""
+        with _storage_errors():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(key)
+            pipe.time()
+            raw, (seconds, micros) = pipe.execute()
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        return fields, int(seconds) * 1_000_000 + int(micros)
+
     def update_config(self, key: str, field: str, value: str | None) -> int:
         with _storage_errors():
             pipe = self.client.pipeline(transaction=True)

@@ -59,16 +59,20 @@ def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
 
 
 class Attempts:
-    """Wraps ``state.storage.evaluate`` to count the calls that reach the storage."""
+    """Counts the calls that reach the storage on a request's path: ``evaluate``, and the
+    live-config read a process makes before deciding when its view of it is stale."""
 
     def __init__(self, state: AppState) -> None:
         self.count = 0
-        self._evaluate = state.storage.evaluate
-        state.storage.evaluate = self  # type: ignore[method-assign]
+        for name in ("evaluate", "snapshot_config"):
+            setattr(state.storage, name, self._counting(getattr(state.storage, name)))
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.count += 1
-        return self._evaluate(*args, **kwargs)
+    def _counting(self, call: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return call(*args, **kwargs)
+
+        return counted
 
 
 @pytest.fixture
@@ -322,17 +326,19 @@ def test_redis_restart_mid_traffic(
         assert statuses(app, 3) == [200, 200, 429]  # Redis enforces
         own_redis.stop()
         assert statuses(app, 3) == while_down
-        assert attempts.count == 4  # the first request after the crash, then none
+        # 3 checks and the new process's first live-config read; then the first request
+        # after the crash, and none after it.
+        assert attempts.count == 5
         own_redis.start()
         fake_time.advance(1)
         # Back, but not asked before the retry interval is over.
         assert statuses(app, 1) == while_down[-1:]
-        assert attempts.count == 4
+        assert attempts.count == 5
         fake_time.advance(4.5)
         # Enforcement resumes by itself; the restarted server (no persistence) starts afresh.
         assert statuses(app, 3) == [200, 200, 429]
 
-    assert attempts.count == 7
+    assert attempts.count == 8
     assert len(errors) == 1
 
 

@@ -33,10 +33,7 @@ WAIT_S = 5.0
 
 
 class ClockedLiveRedisStorage(ClockedRedisStorage):
-    """Real Lua on the manual clock, ``now_us`` included (the base asks Redis ``TIME``)."""
-
-    def now_us(self) -> int:
-        return self.clock()
+    """Real Lua on the manual clock (``now_us`` and config snapshots included, as in the base)."""
 
 
 @dataclass
