@@ -1,6 +1,6 @@
 """The only place storage keys are built.
 
-Layout: ``<prefix>:{<tag>}:<scope>:<algorithm>:<period_s>:<identity>`` for limit states, and
+Layout: ``<prefix>:{<tag>}:<scope>:<algorithm code>:<period_s>:<identity>`` for limit states, and
 ``<prefix>:{<tag>}:%<list>:<identity>`` for an identity's allow-list and block entries and its
 refusal counter (``%allow``, ``%block``, ``%refusals``: a scope can never start that way, since
 ``%`` in a scope is escaped to ``%25``).
@@ -77,8 +77,27 @@ def escape_scope(scope: str) -> str:
 
 
 def hash_tag(identity: str) -> str:
-    """The cluster hash tag of a (redacted) identity: 8 hex digits, never client-chosen."""
-    return hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    """The cluster hash tag of a (redacted) identity: 4 hex digits, never client-chosen.
+
+    16 bits spread identities over Redis Cluster's 16,384 slots; identities that share a tag
+    still have keys of their own (the identity ends every key).
+    """
+    return hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=2).hexdigest()
+
+
+#: Algorithms as they appear in keys. A key is stored once per identity and limit, and Redis
+#: allocates key names in size classes (48 bytes up to 44 characters): two letters instead of
+#: ``sliding_window`` keep common keys in the smaller class.
+KEY_CODES: Final[dict[str, str]] = {
+    "fixed_window": "fw",
+    "sliding_window": "sw",
+    "sliding_log": "sl",
+    "token_bucket": "tb",
+    "leaky_bucket": "lb",
+    "gcra": "gc",
+    "concurrent": "cc",
+}
+_CODE_NAMES: Final = {code: name for name, code in KEY_CODES.items()}
 
 
 def limit_key(
@@ -91,7 +110,7 @@ def limit_key(
     """
     return (
         f"{escape_scope(prefix)}:{{{hash_tag(identity)}}}:{escape_scope(scope)}:"
-        f"{algorithm}:{period_s}:{escape_identity(identity)}"
+        f"{KEY_CODES[str(algorithm)]}:{period_s}:{escape_identity(identity)}"
     )
 
 
@@ -150,5 +169,5 @@ def parse_key(key: str, prefix: str) -> ParsedKey | None:
     fields = rest.split(":", 3)
     if len(fields) != 4 or not fields[2].isdigit():
         return None
-    scope, algorithm, period, escaped = fields
-    return ParsedKey(unescape(scope), unescape(escaped), algorithm, int(period))
+    scope, code, period, escaped = fields
+    return ParsedKey(unescape(scope), unescape(escaped), _CODE_NAMES.get(code, code), int(period))

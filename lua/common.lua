@@ -43,17 +43,21 @@ local function expire_ms(ttl_us)
   return fmt(ceildiv(now_us % 1000 + ttl_us, 1000))
 end
 
-local function store_ints(key, ttl_us, values)
+local function store_value(key, ttl_us, value)
   -- ttl_us <= 0: the state is equivalent to none, so drop it.
   if ttl_us <= 0 then
     redis.call('DEL', key)
     return
   end
+  redis.call('SET', key, value, 'PX', expire_ms(ttl_us))
+end
+
+local function store_ints(key, ttl_us, values)
   local fields = {}
   for i = 1, #values do
     fields[i] = fmt(values[i])
   end
-  redis.call('SET', key, table.concat(fields, ' '), 'PX', expire_ms(ttl_us))
+  store_value(key, ttl_us, table.concat(fields, ' '))
 end
 
 local function refusal_retry(rule, cost, wait_us)

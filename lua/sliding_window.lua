@@ -1,5 +1,7 @@
 -- sliding_window: weighted two-window counter over calendar-aligned windows.
--- KEYS[k]   state "window_start_us current previous", TTL to the end of the next window
+-- KEYS[k]   state "window_index current previous" (index = now // period: shorter than the
+--           start in µs, so the value fits Redis's smallest string), TTL to the end of the
+--           next window
 -- rule      count, period, capacity (= count)          cost: units to charge
 -- returns   decision(); its write stores the counts
 -- The weighting runs on doubles in the same order as sliding_window.py, so both round alike.
@@ -31,12 +33,13 @@ local function sliding_window(key, now, rule, cost)
   local period = rule.period
   local elapsed = now - floordiv(now, period) * period
   local window_start = now - elapsed
+  local index = floordiv(now, period)
   local current, previous = 0, 0
   local state = read_ints(key)
   if state then
-    if state[1] == window_start then
+    if state[1] == index then
       current, previous = state[2], state[3]
-    elseif state[1] == window_start - period then
+    elseif state[1] == index - 1 then
       previous = state[2]
     end
   end
@@ -47,7 +50,7 @@ local function sliding_window(key, now, rule, cost)
     local ttl = window_start + 2 * period - now
     return decision(true, rule, rule.capacity - used,
       sliding_window_reset(current, previous, period, elapsed), 0, 0, function()
-        store_ints(key, ttl, {window_start, current, previous})
+        store_ints(key, ttl, {index, current, previous})
       end)
   end
   local room = rule.capacity - current - cost

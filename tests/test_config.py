@@ -83,7 +83,7 @@ def test_two_parts_of_one_string_with_one_period_count_apart() -> None:
     statuses = [client.get("/").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
     keys = app.extensions["quota.state"].storage.keys()
-    assert len([k for k in keys if ":fixed_window:60:" in k]) == 2
+    assert len([k for k in keys if ":fw:60:" in k]) == 2
 
 
 def test_a_limit_declared_after_the_first_request_still_applies() -> None:

@@ -266,8 +266,8 @@ def test_runs_on_redis_from_the_environment(
         keys = sorted(k.decode() for k in stored.scan_iter(match=f"{key_prefix}:*"))
     finally:
         stored.close()
-    assert any(key.endswith(":api:gcra:86400:tenant:globex") for key in keys)
-    assert any(key.endswith(":api:gcra:86400:tenant:acme") for key in keys)
+    assert any(key.endswith(":api:gc:86400:tenant:globex") for key in keys)
+    assert any(key.endswith(":api:gc:86400:tenant:acme") for key in keys)
 
 
 # -- over real HTTP --------------------------------------------------------------------------
