@@ -12,9 +12,14 @@ local function leaky_bucket(key, now, rule, cost)
   local backlog = math.max(0, drained_at - now)
   local queued = ceildiv(backlog, interval)
   local fits = queued + cost <= capacity
-  if fits and backlog <= rule.max_delay then
+  -- A peek (cost 0) queues nothing, so it neither waits nor is refused for the wait.
+  if fits and (backlog <= rule.max_delay or cost == 0) then
     local drained_in = backlog + cost * interval
-    return decision(true, rule, capacity - queued - cost, drained_in, 0, backlog, function()
+    local delay = 0
+    if cost > 0 then
+      delay = backlog
+    end
+    return decision(true, rule, capacity - queued - cost, drained_in, 0, delay, function()
       store_ints(key, drained_in, {now + drained_in})
     end)
   end

@@ -20,7 +20,8 @@ def decide(
     backlog = max(0, (state if state is not None else now_us) - now_us)
     queued = -(-backlog // interval)
     fits = queued + cost <= capacity
-    if fits and backlog <= rule.max_delay_us:
+    # A peek (cost 0) queues nothing, so it neither waits nor is refused for the wait.
+    if fits and (backlog <= rule.max_delay_us or cost == 0):
         drained_in = backlog + cost * interval
         decision = Decision(
             allowed=True,
@@ -28,7 +29,7 @@ def decide(
             remaining=capacity - queued - cost,
             reset_after_us=drained_in,
             retry_after_us=0,
-            delay_us=backlog,
+            delay_us=backlog if cost > 0 else 0,
         )
         return Outcome(decision, now_us + drained_in, drained_in)
     # Admitted once the delay is short enough and the cost fits, whichever comes last; it fits
