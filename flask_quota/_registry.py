@@ -144,6 +144,9 @@ class AppliedLimit:
     strategy: Algorithm
     scope: str
     rule: Rule
+    #: Evaluated and reported, never refusing: lets signal receivers tell a dry run's "would
+    #: refuse" from a refusal.
+    dry_run: bool = False
     _scaled: dict[float, Rule] = field(default_factory=dict, compare=False, repr=False)
 
     def rule_for(self, factor: float) -> Rule:
@@ -208,6 +211,7 @@ class CompiledSpec:
                             burst=self.spec.burst,
                             max_delay_us=self.max_delay_us,
                         ),
+                        dry_run=self.dry_run,
                     )
                 )
         return tuple(applied)

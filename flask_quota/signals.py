@@ -11,8 +11,8 @@ from blinker import Namespace
 _signals = Namespace()
 
 #: A request was refused, or a dry-run limit would have refused it (the request goes on).
-#: Sender: the app. ``limit``: the refusing :class:`~flask_quota.
-#: extension.AppliedLimit` (``.name``, ``.limit``, ``.strategy``, ``.scope``); ``key``: the
+#: Sender: the app. ``limit``: the refusing limit (``.name``, ``.limit``, ``.strategy``,
+#: ``.scope``, ``.dry_run``), ``None`` when an operator's block refused it; ``key``: the
 #: identity (API keys hashed); ``request``: the request.
 rate_limit_exceeded = _signals.signal("rate-limit-exceeded")
 

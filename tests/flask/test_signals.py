@@ -39,6 +39,7 @@ def test_rate_limit_exceeded_names_limit_key_and_request(app: Flask, backend: Ba
     assert sender is app
     assert set(extra) == {"limit", "key", "request"}
     assert extra["limit"].name == "search"
+    assert extra["limit"].dry_run is False
     assert str(extra["limit"].limit) == "1/minute"
     assert extra["key"] == "203.0.113.9"
     assert extra["request"].args["q"] == "2"
@@ -60,6 +61,7 @@ def test_dry_run_limit_reports_what_it_would_refuse_by_signal(app: Flask, backen
 
     assert statuses == [200, 200, 200]
     assert [extra["limit"].name for _, extra in recorder.calls] == ["trial", "trial"]
+    assert [extra["limit"].dry_run for _, extra in recorder.calls] == [True, True]
     assert [extra["key"] for _, extra in recorder.calls] == ["203.0.113.9"] * 2
     assert all(extra["request"].path == "/" for _, extra in recorder.calls)
 
