@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from typing import Final
+from urllib.parse import unquote, urlsplit
 
 import redis as redis_py
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from ..errors import ConfigurationError
 from .base import BatchResult, Check, Storage
@@ -17,10 +19,47 @@ from .memory import MemoryStorage
 from .redis import RedisStorage  # noqa: E402
 
 _REDIS_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
+_SENTINEL_SCHEME: Final = "redis+sentinel"
+_EXPECTED: Final = "memory://, redis://, rediss://, unix:// or redis+sentinel://"
+
+
+def _sentinel_client(uri: str, timeout_s: float) -> redis_py.Redis:
+    """The primary named by ``redis+sentinel://[:password@]host:port[,host:port]/service[/db]``,
+    through redis-py's :class:`~redis.sentinel.Sentinel` (which follows failovers)."""
+    parts = urlsplit(uri)
+    hosts = parts.netloc.rpartition("@")[2]
+    path = [p for p in parts.path.split("/") if p]
+    if not hosts or not 1 <= len(path) <= 2:
+        raise ConfigurationError(
+            f"invalid QUOTA_STORAGE_URI {uri!r}: expected "
+            "redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]"
+        )
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        if not name or not port.isdigit():
+            raise ConfigurationError(
+                f"invalid QUOTA_STORAGE_URI {uri!r}: sentinel {host!r} is not host:port"
+            )
+        sentinels.append((name.strip("[]"), int(port)))
+    if len(path) == 2 and not path[1].isdigit():
+        raise ConfigurationError(f"invalid QUOTA_STORAGE_URI {uri!r}: db must be a number")
+    timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+    # redis.sentinel has no annotations: the two ignores below are for that alone.
+    sentinel = Sentinel(sentinels, sentinel_kwargs=dict(timeouts), **timeouts)  # type: ignore[no-untyped-call]
+    client: redis_py.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        unquote(path[0]),
+        db=int(path[1]) if len(path) == 2 else 0,
+        password=unquote(parts.password) if parts.password else None,
+        retry=Retry(NoBackoff(), 0),
+        **timeouts,
+    )
+    return client
 
 
 def storage_from_uri(uri: str, *, timeout_s: float = 0.1) -> Storage:
-    """The storage for ``uri``: ``memory://``, ``redis://``, ``rediss://`` or ``unix://``.
+    """The storage for ``uri``: ``memory://``, ``redis://``, ``rediss://``, ``unix://``, or
+    ``redis+sentinel://host:port[,host:port]/service_name[/db]`` (Sentinel-managed primary).
 
     :param timeout_s: socket connect and read timeout, so a dead server stalls a request by
         at most this much. redis-py's own retries are turned off (its default retries ten
@@ -41,9 +80,9 @@ def storage_from_uri(uri: str, *, timeout_s: float = 0.1) -> Storage:
         except ValueError as err:
             raise ConfigurationError(f"invalid QUOTA_STORAGE_URI {uri!r}: {err}") from None
         return RedisStorage(client)
-    raise ConfigurationError(
-        f"invalid QUOTA_STORAGE_URI {uri!r}: expected memory://, redis://, rediss:// or unix://"
-    )
+    if scheme == _SENTINEL_SCHEME:
+        return RedisStorage(_sentinel_client(uri, timeout_s))
+    raise ConfigurationError(f"invalid QUOTA_STORAGE_URI {uri!r}: expected {_EXPECTED}")
 
 
 __all__ = ["BatchResult", "Check", "MemoryStorage", "RedisStorage", "Storage", "storage_from_uri"]
