@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
@@ -59,6 +60,13 @@ def _escape(text: str, safe: frozenset[int]) -> str:
     return "".join(chr(byte) if byte in safe else f"%{byte:02X}" for byte in raw)
 
 
+@lru_cache(maxsize=8192)
+def identity_parts(identity: str) -> tuple[str, str]:
+    """``(hash tag, escaped identity)``, cached: a request builds several keys for each of
+    its identities, and busy identities recur. Holds redacted identities only."""
+    return hash_tag(identity), escape_identity(identity)
+
+
 def escape_identity(identity: str) -> str:
     """The identity as it appears in a key: escaped, or ``#<digest>`` when long."""
     raw = identity.encode("utf-8", "surrogatepass")
@@ -71,6 +79,7 @@ def escape_identity(identity: str) -> str:
     return "#" + hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
+@lru_cache(maxsize=1024)
 def escape_scope(scope: str) -> str:
     """A scope (limit name) as it appears in a key; colons escaped too."""
     return _escape(scope, _SAFE_SCOPE)
@@ -108,9 +117,10 @@ def limit_key(
     ``identity`` must already be redacted (see :func:`redact`); ``prefix`` is the operator's
     ``QUOTA_KEY_PREFIX`` and is escaped like a scope.
     """
+    tag, escaped = identity_parts(identity)
     return (
-        f"{escape_scope(prefix)}:{{{hash_tag(identity)}}}:{escape_scope(scope)}:"
-        f"{KEY_CODES[str(algorithm)]}:{period_s}:{escape_identity(identity)}"
+        f"{escape_scope(prefix)}:{{{tag}}}:{escape_scope(scope)}:"
+        f"{KEY_CODES[str(algorithm)]}:{period_s}:{escaped}"
     )
 
 
@@ -121,7 +131,8 @@ REFUSALS: Final = "%refusals"
 
 def identity_key(prefix: str, kind: str, identity: str) -> str:
     """The key of an identity's allow-list entry, block or refusal counter (``kind``)."""
-    return f"{escape_scope(prefix)}:{{{hash_tag(identity)}}}:{kind}:{escape_identity(identity)}"
+    tag, escaped = identity_parts(identity)
+    return f"{escape_scope(prefix)}:{{{tag}}}:{kind}:{escaped}"
 
 
 def identity_pattern(prefix: str, identity: str) -> str:
