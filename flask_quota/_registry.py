@@ -260,7 +260,10 @@ def compile_spec(
     overrides = overrides or {}
     source = spec.source
     static = spec.static
-    if spec.name is not None and spec.name in settings.named_limits:
+    if spec.name is not None and spec.name in overrides:
+        source = overrides[spec.name]
+        static = parse_cached(source)
+    elif spec.name is not None and spec.name in settings.named_limits:
         named = settings.named_limits[spec.name]
         if named is None:
             return None
@@ -269,9 +272,6 @@ def compile_spec(
         except ConfigurationError as err:
             raise ConfigurationError(f"invalid QUOTA_LIMITS[{spec.name!r}]: {err}") from None
         source = named
-    if spec.name is not None and spec.name in overrides:
-        source = overrides[spec.name]
-        static = parse_cached(source)
     strategy = spec.strategy or settings.strategy
     compiled = CompiledSpec(
         spec=spec if source is spec.source else replace(spec, source=source, static=static),

@@ -32,7 +32,7 @@ from .responses import (
     refusal_body,
     retry_after_seconds,
 )
-from .storage.base import BatchResult, Check, Slot, Subject
+from .storage.base import BatchResult, Check, Slot, Storage, Subject
 
 log = logging.getLogger("flask_quota")
 
@@ -66,6 +66,8 @@ class _Batch:
     slots: list[Slot] = field(default_factory=list)
     slot_specs: list[tuple[CompiledConcurrency, str]] = field(default_factory=list)
     fail_modes: set[FailMode] = field(default_factory=set)
+    #: The storage that answered (the local one under fail mode "local"): slots go back there.
+    answered_by: Storage | None = None
     _identities: dict[KeyFunc, str | None] = field(default_factory=dict)
     _subject_index: dict[str, int] = field(default_factory=dict)
 
@@ -122,16 +124,21 @@ def check_request(
     if result.blocked_subject is not None:
         _refuse_blocked(app, state, batch.subjects[result.blocked_subject], result, check_ms)
     if result.allowed and batch.slots:
-        g._quota_slots = batch.slots
+        g._quota_slots = (batch.answered_by, batch.slots)
     _settle(app, state, batch, result, check_ms)
 
 
 def release_slots(state: AppState) -> None:
     """Give back this request's concurrency slots (``teardown_request``, errors included)."""
-    slots: list[Slot] | None = g.pop("_quota_slots", None)
-    for slot in slots or ():
+    taken: tuple[Storage, list[Slot]] | None = g.pop("_quota_slots", None)
+    if taken is None:
+        return
+    storage, slots = taken
+    if storage is state.storage and state.guard.failing:
+        return  # the storage went down meanwhile: the leases expire, no request waits on it
+    for slot in slots:
         try:
-            state.storage.release(slot)
+            storage.release(slot)
         except StorageError as error:
             # The lease expires on its own; the next request's call will report the outage.
             log.warning("could not release concurrency slot %s: %s", slot.key, error)
@@ -246,6 +253,7 @@ def _evaluate(
                 log.warning("rate-limit storage recovered")
                 guard.recovered()
             _follow_live_config(state, result)
+            batch.answered_by = state.storage
             return result
     if fail_mode is FailMode.CLOSED:
         raise StorageUnavailable(
@@ -253,6 +261,7 @@ def _evaluate(
             problem=state.settings.error_format.value == "problem",
         )
     if fail_mode is FailMode.LOCAL:
+        batch.answered_by = state.local_storage
         return state.local_storage.evaluate(
             batch.checks, batch.subjects, alert_window_us, slots=batch.slots
         )
@@ -419,6 +428,7 @@ def _settle(
     counters: list[str] = []
     reports: list[Reported] = []
     delay_us = 0
+    near_limit = False
     for item, decision in zip(batch.pending, result.decisions, strict=False):
         applied = item.applied
         reports.append(Reported(decision, applied.name, applied.limit.period_s))
@@ -437,7 +447,7 @@ def _settle(
                     request=request._get_current_object(),  # type: ignore[attr-defined]
                 )
         elif decision.allowed and decision.remaining < decision.limit * NEAR_LIMIT_SHARE:
-            counters.append(m.NEAR_LIMIT)
+            near_limit = True
         delay_us = max(delay_us, decision.delay_us)
     refused_index = result.refused_index
     if refused_index is not None:
@@ -462,7 +472,8 @@ def _settle(
         )
         _notify_refusal(app, state, limit, shown, result.refusals)
         _raise_refusal(state, report, result.now_us, shown)
-    counters.append(m.ALLOWED)
+    # Once per admitted request that left less than a fifth of any of its limits.
+    counters += [m.NEAR_LIMIT, m.ALLOWED] if near_limit else [m.ALLOWED]
     state.metrics.send(counters, check_ms)
     if reports:
         g._quota = (most_constraining(reports), result.now_us)

@@ -342,11 +342,11 @@ class Quota:
                 spec,
                 settings,
                 default_key=GLOBAL,
-                scope="global",
+                scope=_default_scope("global", index),
                 name_base="global",
                 overrides=overrides,
             )
-            for spec in state.global_specs
+            for index, spec in enumerate(state.global_specs)
         ]
         if endpoint is None:
             return Plan(tuple(s for s in specs if s is not None))
@@ -435,9 +435,11 @@ class Quota:
         endpoint = request.endpoint
         if endpoint == "static" and not settings.count_static:
             return
+        if state.plans.get(endpoint).exempt:
+            return  # exemption does not depend on live config: no refresh for health checks
         refresh_stale_live_config(app, state)
-        plan = state.plans.get(endpoint)
-        if plan.exempt or not (plan.specs or plan.concurrency):
+        plan = state.plans.get(endpoint)  # after the refresh, which may have recompiled it
+        if not (plan.specs or plan.concurrency):
             return
         check_request(app, state, plan, self._request_filters)
 

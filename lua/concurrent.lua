@@ -10,7 +10,7 @@ local function concurrent(key, now, capacity, lease, token)
     local write = function()
       redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now))
       redis.call('ZADD', key, fmt(now + lease), token)
-      redis.call('PEXPIRE', key, fmt(ceildiv(lease, 1000)))
+      redis.call('PEXPIRE', key, expire_ms(lease))
     end
     return decision(true, rule, capacity - held - 1, lease, 0, 0, write)
   end

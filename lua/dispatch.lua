@@ -49,7 +49,7 @@ local function count_refusal(j)
   local key = KEYS[n + 3 * j]
   local count = redis.call('INCR', key)
   if count == 1 then
-    redis.call('PEXPIRE', key, fmt(ceildiv(alert_window, 1000)))
+    redis.call('PEXPIRE', key, expire_ms(alert_window))
   end
   return count
 end
