@@ -337,6 +337,8 @@ class CompiledConcurrency:
     name: str
     scope: str
     fail_mode: FailMode
+    #: Declared on a class-based view's handler: the methods it serves (else all).
+    methods: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +348,8 @@ class Plan:
     specs: tuple[CompiledSpec, ...]
     exempt: bool = False
     concurrency: tuple[CompiledConcurrency, ...] = ()
+    #: Methods exempt by ``@quota.exempt`` on a class-based view's handler.
+    exempt_methods: frozenset[str] = frozenset()
 
 
 class PlanCache:

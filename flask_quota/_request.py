@@ -195,6 +195,8 @@ def _collect(plan: Plan, settings: Settings, method: str, factor: float) -> _Bat
             )
             batch.pending.append(_Pending(limit, identity, compiled))
     for concurrency in plan.concurrency:
+        if concurrency.methods is not None and method not in concurrency.methods:
+            continue
         identity = batch.identity(concurrency.key)
         if identity is None:
             continue

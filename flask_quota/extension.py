@@ -8,7 +8,7 @@ several apps.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -39,6 +39,7 @@ from .responses import Reported, rate_limit_headers
 from .storage import MemoryStorage, storage_from_uri
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 __all__ = ["AppState", "Quota"]
 
@@ -304,34 +305,26 @@ class Quota:
             state.plans.clear()
 
     def _view_specs_for(self, view: Callable[..., Any] | None) -> list[LimitSpec]:
-        specs = list(self._function_specs(view))
-        view_class = getattr(view, "view_class", None)
-        if view_class is not None:
-            # A class-based view: a limit on a handler (MethodView.post) counts only the
-            # methods it serves; Flask serves HEAD with get() unless the class has head().
-            for method in sorted(getattr(view_class, "methods", None) or ()):
-                served = {method}
-                if method == "GET" and getattr(view_class, "head", None) is None:
-                    served.add("HEAD")
-                for spec in self._function_specs(getattr(view_class, method.lower(), None)):
-                    only = frozenset(served) if spec.methods is None else spec.methods & served
-                    specs.append(replace(spec, methods=only))
+        specs = list(_declared_on(self._view_specs, view))
+        for handler, served in _handlers(view):
+            # A limit on a handler (MethodView.post) counts only the methods it serves.
+            for spec in _declared_on(self._view_specs, handler):
+                only = served if spec.methods is None else spec.methods & served
+                specs.append(replace(spec, methods=only))
         return specs
 
-    def _function_specs(self, view: Callable[..., Any] | None) -> list[LimitSpec]:
-        while view is not None:
-            specs = self._view_specs.get(view)
-            if specs is not None:
-                return specs
-            view = getattr(view, "__wrapped__", None)
-        return []
-
-    def _is_exempt_view(self, view: Callable[..., Any] | None) -> bool:
-        while view is not None:
-            if view in self._exempt_views:
-                return True
-            view = getattr(view, "__wrapped__", None)
-        return False
+    def _exempt_methods(self, view: Callable[..., Any] | None) -> frozenset[str] | None:
+        """``None``: the view is not exempt; else the methods it is exempt for (all: empty)."""
+        if any(v in self._exempt_views for v in _unwrapped(view)):
+            return frozenset()
+        methods = frozenset().union(
+            *(
+                served
+                for handler, served in _handlers(view)
+                if any(h in self._exempt_views for h in _unwrapped(handler))
+            )
+        )
+        return methods or None
 
     def _build_plan(self, app: Flask, endpoint: str | None) -> Plan:
         state = app_state(app)
@@ -353,7 +346,8 @@ class Quota:
         view = app.view_functions.get(endpoint)
         blueprints = _blueprint_chain(endpoint)
         declared = {bp: _declared_name(app, bp) for bp in blueprints}
-        if self._is_exempt_view(view) or any(
+        exempt_methods = self._exempt_methods(view)
+        if exempt_methods == frozenset() or any(
             bp in self._exempt_blueprints
             for bp in _blueprint_names(blueprints) | set(declared.values())
         ):
@@ -398,6 +392,14 @@ class Quota:
                         overrides=overrides,
                     )
                 )
+        declared_slots: list[tuple[ConcurrencySpec, frozenset[str] | None]] = [
+            (c, None) for c in _declared_on(self._concurrency_specs, view)
+        ]
+        declared_slots += [
+            (c, served)
+            for handler, served in _handlers(view)
+            for c in _declared_on(self._concurrency_specs, handler)
+        ]
         concurrency = tuple(
             CompiledConcurrency(
                 capacity=c.capacity,
@@ -406,18 +408,15 @@ class Quota:
                 name=c.name or f"{endpoint}:concurrent:{c.capacity}",
                 scope=c.name or endpoint,
                 fail_mode=c.fail_mode or settings.fail_mode,
+                methods=served,
             )
-            for c in self._concurrency_specs_for(view)
+            for c, served in declared_slots
         )
-        return Plan(tuple(s for s in specs if s is not None), concurrency=concurrency)
-
-    def _concurrency_specs_for(self, view: Callable[..., Any] | None) -> list[ConcurrencySpec]:
-        while view is not None:
-            specs = self._concurrency_specs.get(view)
-            if specs is not None:
-                return specs
-            view = getattr(view, "__wrapped__", None)
-        return []
+        return Plan(
+            tuple(s for s in specs if s is not None),
+            concurrency=concurrency,
+            exempt_methods=exempt_methods or frozenset(),
+        )
 
     # -- request hooks -----------------------------------------------------------------------
 
@@ -435,7 +434,8 @@ class Quota:
         endpoint = request.endpoint
         if endpoint == "static" and not settings.count_static:
             return
-        if state.plans.get(endpoint).exempt:
+        first = state.plans.get(endpoint)
+        if first.exempt or request.method in first.exempt_methods:
             return  # exemption does not depend on live config: no refresh for health checks
         refresh_stale_live_config(app, state)
         plan = state.plans.get(endpoint)  # after the refresh, which may have recompiled it
@@ -464,6 +464,43 @@ class Quota:
             release_slots(state)
         if g.pop("_quota_in_flight", False):
             state.in_flight.leave()
+
+
+def _unwrapped(view: Callable[..., Any] | None) -> Iterator[Callable[..., Any]]:
+    """``view`` and what it wraps (``functools.wraps``' ``__wrapped__`` chain): a declaration
+    made under another decorator still finds the registered function."""
+    while view is not None:
+        yield view
+        view = getattr(view, "__wrapped__", None)
+
+
+def _declared_on(
+    table: Mapping[Callable[..., Any], list[T]], view: Callable[..., Any] | None
+) -> list[T]:
+    """What ``table`` records for ``view`` or the first function it wraps that has an entry."""
+    for function in _unwrapped(view):
+        found = table.get(function)
+        if found is not None:
+            return found
+    return []
+
+
+def _handlers(
+    view: Callable[..., Any] | None,
+) -> Iterator[tuple[Callable[..., Any], frozenset[str]]]:
+    """A class-based view's handlers (``MethodView.get``) with the methods each serves; Flask
+    serves HEAD with ``get()`` unless the class has ``head()``."""
+    view_class = getattr(view, "view_class", None)
+    if view_class is None:
+        return
+    for method in sorted(getattr(view_class, "methods", None) or ()):
+        handler = getattr(view_class, method.lower(), None)
+        if handler is None:
+            continue
+        served = {method}
+        if method == "GET" and getattr(view_class, "head", None) is None:
+            served.add("HEAD")
+        yield handler, frozenset(served)
 
 
 def _current_app() -> Flask:

@@ -127,3 +127,27 @@ def test_an_exempt_request_never_reads_the_live_config(
         fake.advance(5)  # idle long enough to re-read before any limited request
         assert client.get("/health").status_code == 200
     assert reads == []
+
+
+def test_exempt_and_concurrent_on_class_based_view_handlers() -> None:
+    from flask.views import MethodView
+
+    app = make_app()
+    quota = Quota(app, default_limits=["1/minute"])
+
+    class Items(MethodView):
+        @quota.exempt
+        def get(self) -> str:
+            return "list"
+
+        @quota.concurrent(1)
+        def post(self) -> str:
+            return "created"
+
+    app.add_url_rule("/items", view_func=Items.as_view("items"))
+    client = app.test_client()
+    assert [client.get("/items").status_code for _ in range(3)] == [200, 200, 200]
+    assert client.post("/items").status_code == 200
+    assert client.post("/items").status_code == 429  # the default limit still counts POST
+    keys = app.extensions["quota.state"].storage.keys()
+    assert any(":cc:0:" in key for key in keys)  # the POST slot was taken (and given back)
