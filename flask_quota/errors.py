@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
+from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyRequests
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -35,7 +35,24 @@ class StorageError(QuotaError):
     """
 
 
-class RateLimitExceeded(TooManyRequests):
+class _JSONBody(HTTPException):
+    """An HTTP error whose body is JSON (``application/json`` or, RFC 9457,
+    ``application/problem+json``): sets the content type werkzeug would make ``text/html``."""
+
+    mimetype = "application/json"
+
+    def get_headers(
+        self, environ: WSGIEnvironment | None = None, scope: dict[str, Any] | None = None
+    ) -> list[tuple[str, str]]:
+        headers = [
+            (name, value)
+            for name, value in super().get_headers(environ, scope)
+            if name.lower() != "content-type"
+        ]
+        return [("Content-Type", self.mimetype), *headers]
+
+
+class RateLimitExceeded(_JSONBody, TooManyRequests):
     """The request was refused by a limit (or a block): a 429 that renders itself.
 
     ``@app.errorhandler(429)`` or ``@app.errorhandler(RateLimitExceeded)`` can reshape it; the
@@ -68,18 +85,8 @@ class RateLimitExceeded(TooManyRequests):
     ) -> str:
         return json.dumps(self.body)
 
-    def get_headers(
-        self, environ: WSGIEnvironment | None = None, scope: dict[str, Any] | None = None
-    ) -> list[tuple[str, str]]:
-        headers = [
-            (name, value)
-            for name, value in super().get_headers(environ, scope)
-            if name.lower() != "content-type"
-        ]
-        return [("Content-Type", self.mimetype), *headers]
 
-
-class StorageUnavailable(ServiceUnavailable):
+class StorageUnavailable(_JSONBody, ServiceUnavailable):
     """A 503 for ``QUOTA_FAIL_MODE = "closed"`` while the storage is unreachable."""
 
     def __init__(self, retry_after: int, *, problem: bool = False) -> None:
@@ -103,13 +110,3 @@ class StorageUnavailable(ServiceUnavailable):
                 **body,
             }
         return json.dumps(body)
-
-    def get_headers(
-        self, environ: WSGIEnvironment | None = None, scope: dict[str, Any] | None = None
-    ) -> list[tuple[str, str]]:
-        headers = [
-            (name, value)
-            for name, value in super().get_headers(environ, scope)
-            if name.lower() != "content-type"
-        ]
-        return [("Content-Type", self.mimetype), *headers]

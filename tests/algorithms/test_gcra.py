@@ -6,34 +6,15 @@ State is the theoretical arrival time (TAT); a request of ``cost`` cells is admi
 
 from __future__ import annotations
 
-from flask_quota.algorithms import Algorithm, Decision, Rule
+from flask_quota.algorithms import Algorithm, Rule
 from flask_quota.algorithms.gcra import decide
 from flask_quota.limits import Limit
+from tests.algorithms._decisions import admitted, refused
 
 S = 1_000_000
 T = 1_764_000_000 * S + 4_321
 LIMIT = Limit(count=4, multiple=10)
 RULE = Rule.build(Algorithm.GCRA, LIMIT)
-
-
-def admitted(remaining: int, reset_after_us: int, limit: int = 4) -> Decision:
-    return Decision(
-        allowed=True,
-        limit=limit,
-        remaining=remaining,
-        reset_after_us=reset_after_us,
-        retry_after_us=0,
-    )
-
-
-def refused(remaining: int, reset_after_us: int, retry_after_us: int, limit: int = 4) -> Decision:
-    return Decision(
-        allowed=False,
-        limit=limit,
-        remaining=remaining,
-        reset_after_us=reset_after_us,
-        retry_after_us=retry_after_us,
-    )
 
 
 def test_first_request_pushes_the_tat_one_cell_ahead() -> None:

@@ -6,9 +6,10 @@ A request waits ``backlog`` (its ``delay_us``) if it fits and that is within ``m
 
 from __future__ import annotations
 
-from flask_quota.algorithms import Algorithm, Decision, Rule
+from flask_quota.algorithms import Algorithm, Rule
 from flask_quota.algorithms.leaky_bucket import decide
 from flask_quota.limits import Limit
+from tests.algorithms._decisions import admitted, refused
 
 S = 1_000_000
 T = 1_764_000_000 * S
@@ -19,27 +20,6 @@ RULE = Rule.build(Algorithm.LEAKY_BUCKET, LIMIT, max_delay_us=5 * S)
 RULE_NO_DELAY = Rule.build(Algorithm.LEAKY_BUCKET, LIMIT)
 #: Waits never limit: only the queue's capacity does.
 RULE_PATIENT = Rule.build(Algorithm.LEAKY_BUCKET, LIMIT, max_delay_us=60 * S)
-
-
-def admitted(remaining: int, reset_after_us: int, delay_us: int) -> Decision:
-    return Decision(
-        allowed=True,
-        limit=4,
-        remaining=remaining,
-        reset_after_us=reset_after_us,
-        retry_after_us=0,
-        delay_us=delay_us,
-    )
-
-
-def refused(remaining: int, reset_after_us: int, retry_after_us: int) -> Decision:
-    return Decision(
-        allowed=False,
-        limit=4,
-        remaining=remaining,
-        reset_after_us=reset_after_us,
-        retry_after_us=retry_after_us,
-    )
 
 
 def test_rule_numbers() -> None:
@@ -115,9 +95,7 @@ def test_peek_on_an_empty_queue_stores_nothing() -> None:
 def test_emission_is_rounded_up_so_the_rate_is_never_exceeded() -> None:
     rule = Rule.build(Algorithm.LEAKY_BUCKET, Limit(count=3))
     assert rule.emission_us == 333_334
-    assert decide(None, T, rule, 3).decision == Decision(
-        allowed=True, limit=3, remaining=0, reset_after_us=1_000_002, retry_after_us=0
-    )
+    assert decide(None, T, rule, 3).decision == admitted(0, 1_000_002, limit=3)
 
 
 def test_state_past_its_ttl_is_no_state() -> None:

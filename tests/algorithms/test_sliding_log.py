@@ -3,30 +3,15 @@ while ``t > now - P``."""
 
 from __future__ import annotations
 
-from flask_quota.algorithms import Algorithm, Decision, Rule
+from flask_quota.algorithms import Algorithm, Rule
 from flask_quota.algorithms.sliding_log import decide
 from flask_quota.limits import Limit
+from tests.algorithms._decisions import admitted, refused
 
 S = 1_000_000
 P = 10 * S
 T = 1_764_000_000 * S + 1_234_567
 RULE = Rule.build(Algorithm.SLIDING_LOG, Limit(count=4, multiple=10))
-
-
-def admitted(remaining: int, reset_after_us: int) -> Decision:
-    return Decision(
-        allowed=True, limit=4, remaining=remaining, reset_after_us=reset_after_us, retry_after_us=0
-    )
-
-
-def refused(remaining: int, reset_after_us: int, retry_after_us: int) -> Decision:
-    return Decision(
-        allowed=False,
-        limit=4,
-        remaining=remaining,
-        reset_after_us=reset_after_us,
-        retry_after_us=retry_after_us,
-    )
 
 
 def test_first_request_starts_the_log() -> None:

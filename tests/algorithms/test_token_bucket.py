@@ -5,34 +5,15 @@ State is ``(tokens, refilled_at)``; whole tokens arrive at ``refilled_at + k * 2
 
 from __future__ import annotations
 
-from flask_quota.algorithms import Algorithm, Decision, Rule
+from flask_quota.algorithms import Algorithm, Rule
 from flask_quota.algorithms.token_bucket import decide
 from flask_quota.limits import Limit
+from tests.algorithms._decisions import admitted, refused
 
 S = 1_000_000
 T = 1_764_000_000 * S + 777
 LIMIT = Limit(count=4, multiple=10)
 RULE = Rule.build(Algorithm.TOKEN_BUCKET, LIMIT)
-
-
-def admitted(remaining: int, reset_after_us: int, limit: int = 4) -> Decision:
-    return Decision(
-        allowed=True,
-        limit=limit,
-        remaining=remaining,
-        reset_after_us=reset_after_us,
-        retry_after_us=0,
-    )
-
-
-def refused(remaining: int, reset_after_us: int, retry_after_us: int) -> Decision:
-    return Decision(
-        allowed=False,
-        limit=4,
-        remaining=remaining,
-        reset_after_us=reset_after_us,
-        retry_after_us=retry_after_us,
-    )
 
 
 def test_rule_numbers() -> None:
