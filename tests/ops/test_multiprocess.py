@@ -18,6 +18,7 @@ import pytest
 from flask import Flask
 
 from flask_quota import Quota
+from tests._workers import spawned
 
 pytestmark = pytest.mark.redis
 
@@ -75,33 +76,9 @@ class Worker:
 
 @pytest.fixture
 def workers(redis_server: Any, key_prefix: str) -> Iterator[tuple[Worker, Worker]]:
-    context = multiprocessing.get_context("spawn")
-    started: list[Worker] = []
-    try:
-        for _ in range(2):
-            parent, child = context.Pipe()
-            process = context.Process(
-                target=serve, args=(child, redis_server.url, key_prefix), daemon=True
-            )
-            process.start()
-            child.close()
-            started.append(Worker(process, parent))
-        for worker in started:
-            assert worker.conn.poll(START_TIMEOUT_S), "worker did not start"
-            assert worker.conn.recv() == "ready"
-        yield started[0], started[1]
-    finally:
-        for worker in started:
-            try:
-                worker.conn.send(None)
-            except OSError:
-                pass
-        for worker in started:
-            worker.process.join(timeout=5)
-            if worker.process.is_alive():
-                worker.process.terminate()
-                worker.process.join(timeout=5)
-            worker.conn.close()
+    with spawned(serve, (redis_server.url, key_prefix), 2, START_TIMEOUT_S) as started:
+        first, second = (Worker(process, conn) for process, conn in started)
+        yield first, second
 
 
 def cli(app: Flask, *args: str) -> str:
