@@ -7,15 +7,18 @@
 -- (check, slot or block) increments the refused subject's counter.
 --
 -- KEYS      n check keys; 3 per subject j (allow-list entry, block, refusal counter);
---           s slot keys; the config hash if ARGV[5] = 1. In that order.
--- ARGV[1]   n checks   ARGV[2] m subjects   ARGV[3] alert window (µs) of refusal counters
--- ARGV[4]   s slots    ARGV[5] 1 if the config hash is in KEYS (its `version` is returned)
+--           s slot keys; the config hash if field 5 = 1. In that order.
+-- ARGV[1]   every number and name of the batch as one space-separated string: each
+--           argument costs the client more to send than a split costs here. Its fields:
+--           1 n checks   2 m subjects   3 alert window (µs) of refusal counters
+--           4 s slots    5 1 if the config hash is in KEYS (its `version` is returned)
 -- then 9 fields per check:
 --           algorithm name, count, period_us, capacity, emission_us, max_delay_us, cost,
 --           dry_run (1: report, never refuse, charge only when it admits),
 --           subject (1..m: whose refusal counter a refusal increments; 0: none)
 -- then 4 fields per slot: capacity, lease_us, token, subject
--- returns   {refused_index (0: admitted; 1..n a check; n+k slot k), now_us,
+-- returns   one space-separated string of integers (one bulk reply parses faster than many):
+--           {refused_index (0: admitted; 1..n a check; n+k slot k), now_us,
 --            blocked_subject (0: none), block_remaining_us (-1: no expiry),
 --            refusals (the refused subject's count), allowed_by_list (1: nothing checked),
 --            config_version, then 6 integers per evaluated check or refusing slot:
@@ -33,12 +36,16 @@ local HEADER = 5
 local CHECK_STRIDE = 9
 local SLOT_STRIDE = 4
 
-local n = tonumber(ARGV[1])
-local m = tonumber(ARGV[2])
-local alert_window = tonumber(ARGV[3])
-local s = tonumber(ARGV[4])
+local args = {}
+for field in string.gmatch(ARGV[1], '%S+') do
+  args[#args + 1] = field
+end
+local n = tonumber(args[1])
+local m = tonumber(args[2])
+local alert_window = tonumber(args[3])
+local s = tonumber(args[4])
 local reply = {0, now_us, 0, 0, 0, 0, 0}
-if ARGV[5] == '1' then
+if args[5] == '1' then
   reply[7] = tonumber(redis.call('HGET', KEYS[n + 3 * m + s + 1], 'version') or '0')
 end
 
@@ -54,6 +61,13 @@ local function count_refusal(j)
   return count
 end
 
+local function encode(values)
+  for i = 1, #values do
+    values[i] = fmt(values[i])
+  end
+  return table.concat(values, ' ')
+end
+
 local function report(d)
   local at = #reply
   reply[at + 1] = d.allowed and 1 or 0
@@ -67,7 +81,7 @@ end
 for j = 1, m do
   if redis.call('EXISTS', KEYS[n + 3 * j - 2]) == 1 then
     reply[6] = 1
-    return reply
+    return encode(reply)
   end
 end
 for j = 1, m do
@@ -76,48 +90,48 @@ for j = 1, m do
     reply[3] = j
     reply[4] = ttl == -1 and -1 or ttl * 1000
     reply[5] = count_refusal(j)
-    return reply
+    return encode(reply)
   end
 end
 
 local writes = {}
 for i = 1, n do
   local base = HEADER + (i - 1) * CHECK_STRIDE
-  local decide = ALGORITHMS[ARGV[base + 1]]
+  local decide = ALGORITHMS[args[base + 1]]
   if not decide then
-    return redis.error_reply('flask-quota: unknown algorithm ' .. tostring(ARGV[base + 1]))
+    return redis.error_reply('flask-quota: unknown algorithm ' .. tostring(args[base + 1]))
   end
   local rule = {
-    count = tonumber(ARGV[base + 2]),
-    period = tonumber(ARGV[base + 3]),
-    capacity = tonumber(ARGV[base + 4]),
-    emission = tonumber(ARGV[base + 5]),
-    max_delay = tonumber(ARGV[base + 6]),
+    count = tonumber(args[base + 2]),
+    period = tonumber(args[base + 3]),
+    capacity = tonumber(args[base + 4]),
+    emission = tonumber(args[base + 5]),
+    max_delay = tonumber(args[base + 6]),
   }
-  local cost = tonumber(ARGV[base + 7])
+  local cost = tonumber(args[base + 7])
   local d = decide(KEYS[i], now_us, rule, cost)
   report(d)
   if d.allowed then
     if cost > 0 then
       writes[#writes + 1] = d.write
     end
-  elseif ARGV[base + 8] ~= '1' then
+  elseif args[base + 8] ~= '1' then
     reply[1] = i
-    reply[5] = count_refusal(tonumber(ARGV[base + 9]))
-    return reply
+    reply[5] = count_refusal(tonumber(args[base + 9]))
+    return encode(reply)
   end
 end
 
 local slots = {}
 for k = 1, s do
   local base = HEADER + n * CHECK_STRIDE + (k - 1) * SLOT_STRIDE
-  local d = concurrent(KEYS[n + 3 * m + k], now_us, tonumber(ARGV[base + 1]),
-    tonumber(ARGV[base + 2]), ARGV[base + 3])
+  local d = concurrent(KEYS[n + 3 * m + k], now_us, tonumber(args[base + 1]),
+    tonumber(args[base + 2]), args[base + 3])
   if not d.allowed then
     report(d)
     reply[1] = n + k
-    reply[5] = count_refusal(tonumber(ARGV[base + 4]))
-    return reply
+    reply[5] = count_refusal(tonumber(args[base + 4]))
+    return encode(reply)
   end
   slots[#slots + 1] = d.write
 end
@@ -128,4 +142,4 @@ end
 for k = 1, #slots do
   slots[k]()
 end
-return reply
+return encode(reply)
