@@ -13,9 +13,11 @@ the limiter's own, to a private ``redis-server`` on a free loopback port (``_red
    server executed per request (``INFO commandstats`` deltas, Lua's included);
 2. latency: microseconds per request, in blocks of N requests, every contender once per round,
    the order rotating each round; overheads are taken against the no-limiter block of the same
-   round, ratios per round, then medians over rounds. Two kinds of reference rows run in the
-   same rotation: a bare ``EVALSHA`` of an empty script (the floor of one round trip), and
-   flask-quota's storage call alone (one request's ``evaluate`` arguments, replayed);
+   round, ratios per round, then medians over rounds. Reference rows run in the same
+   rotation and take flask-quota's overhead apart without a profiler: a bare ``EVALSHA`` of
+   an empty script (the floor of one round trip), flask-quota's storage call alone (one
+   request's ``evaluate`` arguments, replayed), and flask-quota's app with that call stubbed
+   (its answer returned at once: the extension's own Python);
 3. with ``--profile``: where flask-quota's 4-limit request, admitted and refused, spends its
    time, by cProfile.
 
@@ -58,6 +60,8 @@ CLIENT_IP: Final = "10.0.0.1"
 USER_ID: Final = "1"
 #: Requests each app serves before anything is counted or timed: connections, scripts, caches.
 WARMUP_REQUESTS: Final = 50
+#: Microseconds per request of each runner (an app or a reference row), one per round.
+Samples = dict[str, list[float]]
 #: A script that does nothing: one ``EVALSHA`` round trip is the floor of any one-call design.
 EMPTY_SCRIPT: Final = "return 0"
 
@@ -112,8 +116,6 @@ SCENARIOS: Final = (
     QUOTA_4_REFUSED,
     LIMITER_4_REFUSED,
 )
-#: Apps behind a limiter, whose overhead over the no-limiter app is reported.
-LIMITED_LABELS: Final = frozenset(s.label for s in SCENARIOS if s is not NO_LIMITER)
 #: The reference row of the latency table: one bare EVALSHA, no Flask.
 EMPTY_EVALSHA: Final = "redis-py EVALSHA 'return 0' (no Flask)"
 
@@ -260,46 +262,81 @@ def empty_evalsha(redis_url: str) -> Callable[[int], None]:
     return run
 
 
-def storage_replay(app: Flask, caller: WsgiCaller) -> Callable[[int], None]:
-    """flask-quota's storage call alone: the arguments of one request's ``evaluate``, replayed
-    (keys and Check objects built once; packing, round trip, Lua and unpacking each time)."""
+@dataclass(frozen=True, slots=True)
+class StorageCall:
+    """One real ``evaluate`` call of flask-quota's storage: its arguments and its answer."""
+
+    evaluate: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    result: Any
+
+
+def capture_storage_call(app: Flask, caller: WsgiCaller) -> StorageCall:
+    """Record the storage call of one request of ``app``."""
     storage = apps.quota_storage(app)
     evaluate = storage.evaluate
-    captured: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    calls: list[StorageCall] = []
 
     def capture(*args: Any, **kwargs: Any) -> Any:
-        captured.append((args, kwargs))
-        return evaluate(*args, **kwargs)
+        result = evaluate(*args, **kwargs)
+        calls.append(StorageCall(evaluate, args, kwargs, result))
+        return result
 
     storage.evaluate = capture
     try:
         caller.request()
     finally:
         del storage.evaluate  # the class's method again
-    args, kwargs = captured[0]
+    return calls[0]
+
+
+def storage_replay(call: StorageCall) -> Callable[[int], None]:
+    """flask-quota's storage call alone, replayed with one request's arguments (keys and
+    Check objects built once; packing, round trip, Lua and unpacking each time)."""
 
     def run(count: int) -> None:
         for _ in range(count):
-            evaluate(*args, **kwargs)
+            call.evaluate(*call.args, **call.kwargs)
 
     return run
+
+
+def stubbed_storage(scenario: Scenario, redis_url: str, call: StorageCall) -> Callable[[int], None]:
+    """A second app of ``scenario`` whose storage call returns ``call``'s answer at once:
+    flask-quota's own Python in the request, without packing, network or Lua."""
+    app = scenario.build(redis_url)
+    apps.quota_storage(app).evaluate = lambda *args, **kwargs: call.result
+    caller = WsgiCaller(app, scenario.status)
+    warm_up(caller)
+    return partial(run_requests, caller)
 
 
 def replay_label(scenario: Scenario) -> str:
     return f"{scenario.label}: storage.evaluate alone (no Flask)"
 
 
+def stubbed_label(scenario: Scenario) -> str:
+    return f"{scenario.label}: storage call stubbed (no Redis)"
+
+
+#: The flask-quota apps whose time is taken apart with the two kinds of reference rows.
+DECOMPOSED: Final = (QUOTA_1, QUOTA_4)
+
+
 def build_runners(redis_url: str) -> dict[str, Callable[[int], None]]:
-    """Every scenario's app, warmed up, plus the reference rows: a bare round trip and
-    flask-quota's storage call replayed."""
+    """Every scenario's app, warmed up, plus the reference rows: a bare round trip, and for
+    flask-quota its storage call replayed and its app with the storage call stubbed."""
     runners: dict[str, Callable[[int], None]] = {EMPTY_EVALSHA: empty_evalsha(redis_url)}
     for scenario in SCENARIOS:
         app = scenario.build(redis_url)
         caller = WsgiCaller(app, scenario.status)
         warm_up(caller)
         runners[scenario.label] = partial(run_requests, caller)
-        if scenario in (QUOTA_1, QUOTA_4):
-            runners[replay_label(scenario)] = storage_replay(app, caller)
+        if scenario in DECOMPOSED:
+            call = capture_storage_call(app, caller)
+            runners[replay_label(scenario)] = storage_replay(call)
+            runners[stubbed_label(scenario)] = stubbed_storage(scenario, redis_url, call)
     for run in runners.values():
         run(WARMUP_REQUESTS)
     return runners
@@ -310,10 +347,10 @@ def rotated(items: Sequence[str], shift: int) -> list[str]:
     return [*items[shift:], *items[:shift]]
 
 
-def run_latency(redis_url: str, settings: Settings) -> dict[str, list[float]]:
+def run_latency(redis_url: str, settings: Settings) -> Samples:
     """µs per request of every runner, one sample per round, the order rotating each round."""
     runners = build_runners(redis_url)
-    samples: dict[str, list[float]] = {label: [] for label in runners}
+    samples: Samples = {label: [] for label in runners}
     for round_no in range(settings.rounds):
         for label in rotated(list(runners), round_no):
             samples[label].append(time_block(runners[label], settings.requests))
@@ -462,28 +499,29 @@ def paired_ratio(a: Sequence[float], b: Sequence[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
-def overheads(samples: dict[str, list[float]], label: str) -> list[float]:
+def overheads(samples: Samples, label: str) -> list[float]:
     """Per round: this scenario's µs per request minus the no-limiter app's."""
     base = samples[NO_LIMITER.label]
     return [x - b for x, b in zip(samples[label], base, strict=True)]
 
 
-def overhead_ratio(samples: dict[str, list[float]], mine: Scenario, theirs: Scenario) -> float:
+def overhead_ratio(samples: Samples, mine: Scenario, theirs: Scenario) -> float:
     """Median over rounds of (mine - no limiter) / (theirs - no limiter)."""
     return paired_ratio(overheads(samples, mine.label), overheads(samples, theirs.label))
 
 
-def latency_lines(samples: dict[str, list[float]]) -> list[str]:
+def latency_lines(samples: Samples) -> list[str]:
+    """Every runner; the overhead column for Flask apps behind a limiter (stubbed included)."""
+    no_overhead = {NO_LIMITER.label, EMPTY_EVALSHA, *map(replay_label, DECOMPOSED)}
     rows = []
     for label, values in samples.items():
-        limited = label in LIMITED_LABELS
-        extra = spread(overheads(samples, label)) if limited else "-"
+        extra = "-" if label in no_overhead else spread(overheads(samples, label))
         rows.append([label, spread(values), extra])
     headers = ["app", "us/request", "overhead over no limiter, us"]
     return markdown_table(headers, rows)
 
 
-def ratio_lines(samples: dict[str, list[float]]) -> list[str]:
+def ratio_lines(samples: Samples) -> list[str]:
     rows = [
         [
             f"{mine.label} / {theirs.label}",
@@ -500,6 +538,45 @@ def ratio_lines(samples: dict[str, list[float]]) -> list[str]:
         )
     ]
     headers = ["pair", "overhead A, us", "overhead B, us", "overhead ratio A/B", "time ratio A/B"]
+    return markdown_table(headers, rows)
+
+
+def differences(samples: Samples, a: str, *others: str) -> float:
+    """Median over rounds of a minus the others, all measured in the same round."""
+    rounds = zip(samples[a], *(samples[o] for o in others), strict=True)
+    return statistics.median(float(first - sum(rest)) for first, *rest in rounds)
+
+
+def decomposition_lines(samples: Samples, traffic: dict[Scenario, Traffic]) -> list[str]:
+    """flask-quota's overhead taken apart without a profiler, from the reference rows."""
+    rows = []
+    for scenario in DECOMPOSED:
+        label, replay = scenario.label, replay_label(scenario)
+        call = statistics.median(samples[replay])
+        round_trip = statistics.median(samples[EMPTY_EVALSHA])
+        lua = traffic[scenario].script_us
+        rows.append(
+            [
+                label,
+                f"{differences(samples, label, NO_LIMITER.label):.0f}",
+                f"{differences(samples, stubbed_label(scenario), NO_LIMITER.label):.0f}",
+                f"{call:.0f}",
+                f"{round_trip:.0f}",
+                f"{lua:.0f}",
+                f"{call - round_trip - lua:.0f}",
+                f"{differences(samples, label, stubbed_label(scenario), replay):.0f}",
+            ]
+        )
+    headers = [
+        "app",
+        "overhead",
+        "A: Python around the storage call (stubbed app - no limiter)",
+        "B: storage call alone (replayed)",
+        "B1: bare EVALSHA round trip",
+        "B2: Lua, server time",
+        "B3: rest of B (packing, parsing, payload)",
+        "overhead - A - B",
+    ]
     return markdown_table(headers, rows)
 
 
@@ -538,7 +615,7 @@ def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
-def target_lines(traffic: dict[Scenario, Traffic], samples: dict[str, list[float]]) -> list[str]:
+def target_lines(traffic: dict[Scenario, Traffic], samples: Samples) -> list[str]:
     one = overhead_ratio(samples, QUOTA_1, LIMITER_1)
     four = overhead_ratio(samples, QUOTA_4, LIMITER_4)
     trips = (traffic[QUOTA_1].round_trips, traffic[QUOTA_4].round_trips)
@@ -579,7 +656,7 @@ def setup_lines(admin: redis.Redis, command: str) -> list[str]:
 def report(
     setup: list[str],
     traffic: dict[Scenario, Traffic],
-    samples: dict[str, list[float]],
+    samples: Samples,
     profile: list[str],
 ) -> str:
     sections = [
@@ -596,6 +673,11 @@ def report(
             "## Ratios (medians over rounds of per-round ratios)",
             "",
             *ratio_lines(samples),
+        ],
+        [
+            "## flask-quota's overhead taken apart, us per request (medians over rounds)",
+            "",
+            *decomposition_lines(samples, traffic),
         ],
         ["## Targets", "", *target_lines(traffic, samples)],
     ]
@@ -636,7 +718,7 @@ class Timer:
 @dataclass(frozen=True, slots=True)
 class Phases:
     traffic: dict[Scenario, Traffic]
-    samples: dict[str, list[float]]
+    samples: Samples
     profile: list[str]
 
 
