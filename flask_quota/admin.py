@@ -31,7 +31,7 @@ from .keys import (
 )
 from .responses import ceil_seconds
 from .storage import MemoryStorage
-from .storage.base import Check
+from .storage.base import ALLOW_IN_USE, BLOCK_IN_USE, Check
 
 #: Keys peeked per storage call by :func:`live_counters`.
 _PEEK_BATCH = 100
@@ -249,8 +249,15 @@ def allow(app: Flask, identity: str) -> str:
     """Add ``identity`` to the stored allow list (every process, at once). Returns it shown."""
     state = app_state(app)
     shown = _identity(identity)
+    _mark_in_use(state, ALLOW_IN_USE)
     state.storage.put(identity_key(state.settings.key_prefix, ALLOW, shown), "1", None)
     return shown
+
+
+def _mark_in_use(state: AppState, field: str) -> None:
+    """Turn on the lookups of a stored list (before its first entry exists, so no request can
+    miss it); the flag is never cleared, so concurrent admins cannot race it off."""
+    state.storage.set_config_field(state.config_key, field, "1")
 
 
 def disallow(app: Flask, identity: str) -> bool:
@@ -286,6 +293,7 @@ def block(app: Flask, identity: str, seconds: int | None = None) -> tuple[str, i
     if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:
         raise ConfigurationError(f"invalid block duration {seconds!r}: expected seconds >= 1")
     shown = _identity(identity)
+    _mark_in_use(state, BLOCK_IN_USE)
     state.storage.put(identity_key(state.settings.key_prefix, BLOCK, shown), "1", duration * 1000)
     return shown, duration
 

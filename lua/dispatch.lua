@@ -45,8 +45,14 @@ local m = tonumber(args[2])
 local alert_window = tonumber(args[3])
 local s = tonumber(args[4])
 local reply = {0, now_us, 0, 0, 0, 0, 0}
+-- Without the config hash, look every list up; with it, only the lists ever used (the
+-- admin commands set `lists:allow` / `lists:block` on first use and never clear them).
+local use_allow, use_block = true, true
 if args[5] == '1' then
-  reply[7] = tonumber(redis.call('HGET', KEYS[n + 3 * m + s + 1], 'version') or '0')
+  local config = redis.call('HMGET', KEYS[n + 3 * m + s + 1], 'version', 'lists:allow',
+    'lists:block')
+  reply[7] = tonumber(config[1] or '0')
+  use_allow, use_block = config[2] == '1', config[3] == '1'
 end
 
 local function count_refusal(j)
@@ -78,13 +84,13 @@ local function report(d)
   reply[at + 6] = d.delay
 end
 
-for j = 1, m do
+for j = 1, use_allow and m or 0 do
   if redis.call('EXISTS', KEYS[n + 3 * j - 2]) == 1 then
     reply[6] = 1
     return encode(reply)
   end
 end
-for j = 1, m do
+for j = 1, use_block and m or 0 do
   local ttl = redis.call('PTTL', KEYS[n + 3 * j - 1])
   if ttl > 0 or ttl == -1 then
     reply[3] = j

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from ..algorithms import Decision, Rule
 from ..errors import ConfigurationError
+
+#: Fields of the config hash set (to "1", never cleared) once the stored allow list or blocklist
+#: is first used: until then a call with the config hash skips those lookups altogether.
+ALLOW_IN_USE: Final = "lists:allow"
+BLOCK_IN_USE: Final = "lists:block"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +148,10 @@ class Storage(Protocol):
 
     def snapshot_config(self, key: str) -> tuple[dict[str, str], int]:
         """The config hash and the storage's clock, in one round trip."""
+        ...
+
+    def set_config_field(self, key: str, field: str, value: str) -> None:
+        """Set one field without bumping ``version``: for fields the script reads itself."""
         ...
 
     def update_config(self, key: str, field: str, value: str | None) -> int:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..algorithms import DECIDERS, Decision, concurrent
-from .base import BatchResult, Check, Slot, Subject
+from .base import ALLOW_IN_USE, BLOCK_IN_USE, BatchResult, Check, Slot, Subject
 
 Clock = Callable[[], int]
 #: Expiry of entries that never expire (allow-list entries).
@@ -70,9 +70,13 @@ class MemoryStorage:
             now = self.now_us()
             self._sweep(now)
             version = 0
+            use_allow = use_block = True
             if config_key is not None:
-                version = int(self._config.get(config_key, {}).get("version", "0"))
-            for subject in subjects:
+                config = self._config.get(config_key, {})
+                version = int(config.get("version", "0"))
+                use_allow = config.get(ALLOW_IN_USE) == "1"
+                use_block = config.get(BLOCK_IN_USE) == "1"
+            for subject in subjects if use_allow else ():
                 if self._read(subject.allow_key, now) is not None:
                     return BatchResult(
                         decisions=(),
@@ -81,7 +85,7 @@ class MemoryStorage:
                         allowed_by_list=True,
                         config_version=version,
                     )
-            for index, subject in enumerate(subjects):
+            for index, subject in enumerate(subjects if use_block else ()):
                 if self._read(subject.block_key, now) is not None:
                     expires = self._entries[subject.block_key][1]
                     return BatchResult(
@@ -145,6 +149,10 @@ class MemoryStorage:
     def snapshot_config(self, key: str) -> tuple[dict[str, str], int]:
         with self._lock:
             return dict(self._config.get(key, {})), self.now_us()
+
+    def set_config_field(self, key: str, field: str, value: str) -> None:
+        with self._lock:
+            self._config.setdefault(key, {})[field] = value
 
     def update_config(self, key: str, field: str, value: str | None) -> int:
         with self._lock:

@@ -154,6 +154,10 @@ class RedisStorage:
         fields = {_text(k): _text(v) for k, v in raw.items()}
         return fields, int(seconds) * 1_000_000 + int(micros)
 
+    def set_config_field(self, key: str, field: str, value: str) -> None:
+        with _storage_errors():
+            self.client.hset(key, field, value)
+
     def update_config(self, key: str, field: str, value: str | None) -> int:
         with _storage_errors():
             pipe = self.client.pipeline(transaction=True)
