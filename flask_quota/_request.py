@@ -376,12 +376,13 @@ def _refuse_blocked(
     report = Reported(block, BLOCK_POLICY, ceil_seconds(remaining_us))
     g._quota = (report, result.now_us)
     state.metrics.send((m.DENIED, m.denied_metric(BLOCK_POLICY)), check_ms)
-    log.info(
-        "blocked identity %s refused on %s (request id %s)",
-        subject.identity,
-        request.endpoint,
-        request.headers.get("X-Request-ID", "-"),
-    )
+    if log.isEnabledFor(logging.INFO):  # the request's attributes cost lookups: only if read
+        log.info(
+            "blocked identity %s refused on %s (request id %s)",
+            subject.identity,
+            request.endpoint,
+            request.headers.get("X-Request-ID", "-"),
+        )
     _notify_refusal(app, state, None, subject.identity, result.refusals)
     _raise_refusal(state, report, result.now_us, subject.identity)
 
@@ -465,13 +466,14 @@ def _settle(
         counters += [m.DENIED, m.denied_metric(name)]
         state.metrics.send(counters, check_ms)
         shown = redact(identity)
-        log.info(
-            "rate limit %s refused %s on %s (request id %s)",
-            name,
-            shown,
-            request.endpoint,
-            request.headers.get("X-Request-ID", "-"),
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "rate limit %s refused %s on %s (request id %s)",
+                name,
+                shown,
+                request.endpoint,
+                request.headers.get("X-Request-ID", "-"),
+            )
         _notify_refusal(app, state, limit, shown, result.refusals)
         _raise_refusal(state, report, result.now_us, shown)
     # Once per admitted request that left less than a fifth of any of its limits.
