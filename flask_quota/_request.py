@@ -339,15 +339,7 @@ def apply_live_config(state: AppState, now_us: int) -> None:
     """Put the overrides and emergency factor in force at ``now_us`` into effect."""
     overrides = state.live.active_overrides(now_us)
     factor = state.live.factor(now_us)
-    state.live_changes_at_us = min(
-        [
-            o.expires_at_us
-            for o in state.live.overrides.values()
-            if o.expires_at_us and o.expires_at_us > now_us
-        ]
-        + [e for e in (state.live.emergency_expires_at_us,) if e is not None and e > now_us],
-        default=2**62,
-    )
+    state.live_changes_at_us = state.live.next_change_us(now_us)
     if factor != state.emergency_factor:
         log.info("emergency limit factor %.2f -> %.2f", state.emergency_factor, factor)
         state.emergency_factor = factor

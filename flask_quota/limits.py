@@ -78,10 +78,6 @@ class Limit:
             return f"{self.count}/{unit}"
         return f"{self.count}/{self.multiple} {unit}s"
 
-    def scaled(self, factor: float) -> Limit:
-        """This limit with its count multiplied by ``factor``, never below 1."""
-        return Limit(count=max(1, int(self.count * factor)), multiple=self.multiple, unit=self.unit)
-
 
 def parse_limit(text: str) -> Limit:
     """Parse one limit such as ``"10/second"``, ``"10 per second"`` or ``"3 per 2 hours"``.

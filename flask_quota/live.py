@@ -71,12 +71,12 @@ class LiveConfig:
         expires = self.emergency_expires_at_us
         return self.emergency_factor if expires is None or expires > now_us else 1.0
 
-    def next_change_us(self) -> int:
-        """When the next timed entry lapses (a far future if none does)."""
+    def next_change_us(self, now_us: int) -> int:
+        """When the next timed entry still in force at ``now_us`` lapses (far future if none)."""
         expiries = [o.expires_at_us for o in self.overrides.values() if o.expires_at_us]
         if self.emergency_expires_at_us is not None:
             expiries.append(self.emergency_expires_at_us)
-        return min(expiries, default=2**62)
+        return min((e for e in expiries if e > now_us), default=2**62)
 
 
 def validate_factor(factor: float) -> float:
