@@ -1,8 +1,9 @@
 """Assemble the Redis script from the Lua files shipped in ``flask_quota.lua``.
 
-The script is the concatenation of a clock prelude, the shared helpers, the six algorithm files
-and the dispatcher. Production always uses ``clock.lua`` (Redis ``TIME``); the test suite swaps in
-a clock of its own through :func:`assemble`, a seam no configuration reaches.
+The script is the concatenation of a clock prelude, the ``struct`` fallback, the shared
+helpers, the six algorithm files and the dispatcher. Production always uses ``clock.lua``
+(Redis ``TIME``); the test suite swaps in a clock of its own through :func:`assemble`, a seam
+no configuration reaches.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ def read(name: str) -> str:
 def assemble(clock: str) -> str:
     """The whole script with ``clock`` (Lua text defining ``now_us``) as its prelude."""
     algorithms = [read(a.value) for a in Algorithm]
-    parts = [clock, read("common"), *algorithms, read("concurrent"), read("dispatch")]
+    parts = [
+        clock,
+        read("struct_compat"),
+        read("common"),
+        *algorithms,
+        read("concurrent"),
+        read("dispatch"),
+    ]
     return "\n".join(parts)
 
 

@@ -1,7 +1,9 @@
 -- common: integer helpers and state I/O shared by the algorithm files.
 -- KEYS: none   ARGV: none   returns: nothing (a prelude)
--- Every number is an integer below 2^53 (exact in Lua's doubles); states are strings of
--- space-separated integers, written with %.0f (tostring would print 1.7e+15).
+-- Every number is an integer below 2^53 (exact in Lua's doubles). Numbers go to redis.call
+-- as numbers: Redis writes them with %.17g, exact for such integers, and cheaper than
+-- string.format. States are one integer or strings of space-separated integers, written with
+-- %.0f (tostring would print 1.7e+15).
 -- Reads `now_us` (the clock prelude) to set expiries from the decision time.
 
 local function floordiv(a, b)
@@ -29,6 +31,10 @@ local function read_ints(key)
   if not raw then
     return nil
   end
+  local single = tonumber(raw)
+  if single then
+    return {single}
+  end
   local values = {}
   for field in string.gmatch(raw, '%S+') do
     values[#values + 1] = tonumber(field)
@@ -40,7 +46,7 @@ local function expire_ms(ttl_us)
   -- PX for a state that matters until now_us + ttl_us. Redis adds PX to its own clock in
   -- whole milliseconds (now_us truncated), so count from there: rounding ttl_us alone up
   -- let a key vanish up to 1 ms before its state stopped mattering.
-  return fmt(ceildiv(now_us % 1000 + ttl_us, 1000))
+  return ceildiv(now_us % 1000 + ttl_us, 1000)
 end
 
 local function store_value(key, ttl_us, value)

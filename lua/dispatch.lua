@@ -8,16 +8,17 @@
 --
 -- KEYS      n check keys; 3 per subject j (allow-list entry, block, refusal counter);
 --           s slot keys; the config hash if field 5 = 1. In that order.
--- ARGV[1]   every number and name of the batch as one space-separated string: each
---           argument costs the client more to send than a split costs here. Its fields:
+-- ARGV[1]   every number of the batch as little-endian signed 64-bit integers (`struct`):
+--           no text to split or parse on either side, one bulk string to send. Its fields:
 --           1 n checks   2 m subjects   3 alert window (µs) of refusal counters
 --           4 s slots    5 1 if the config hash is in KEYS (its `version` is returned)
 -- then 9 fields per check:
---           algorithm name, count, period_us, capacity, emission_us, max_delay_us, cost,
---           dry_run (1: report, never refuse, charge only when it admits),
+--           algorithm (its index in ALGORITHMS), count, period_us, capacity, emission_us,
+--           max_delay_us, cost, dry_run (1: report, never refuse, charge only when it admits),
 --           subject (1..m: whose refusal counter a refusal increments; 0: none)
--- then 4 fields per slot: capacity, lease_us, token, subject
--- returns   one space-separated string of integers (one bulk reply parses faster than many):
+-- then 3 fields per slot: capacity, lease_us, subject
+-- ARGV[1+k] slot k's token
+-- returns   one string of little-endian signed 64-bit integers:
 --           {refused_index (0: admitted; 1..n a check; n+k slot k), now_us,
 --            blocked_subject (0: none), block_remaining_us (-1: no expiry),
 --            refusals (the refused subject's count), allowed_by_list (1: nothing checked),
@@ -25,30 +26,22 @@
 --            allowed (1/0), limit, remaining, reset_after_us, retry_after_us, delay_us}
 -- A check of cost 0 is a peek: decided, never written.
 local ALGORITHMS = {
-  fixed_window = fixed_window,
-  sliding_window = sliding_window,
-  sliding_log = sliding_log,
-  token_bucket = token_bucket,
-  leaky_bucket = leaky_bucket,
-  gcra = gcra,
+  fixed_window, sliding_window, sliding_log, token_bucket, leaky_bucket, gcra,
 }
-local HEADER = 5
-local CHECK_STRIDE = 9
-local SLOT_STRIDE = 4
+local HEADER = '<i8i8i8i8i8'
+local CHECK = '<i8i8i8i8i8i8i8i8i8'
+local SLOT = '<i8i8i8'
+local REPLY_HEADER = '<i8i8i8i8i8i8i8'
+local DECISION = '<i8i8i8i8i8i8'
 
-local args = {}
-for field in string.gmatch(ARGV[1], '%S+') do
-  args[#args + 1] = field
-end
-local n = tonumber(args[1])
-local m = tonumber(args[2])
-local alert_window = tonumber(args[3])
-local s = tonumber(args[4])
+local batch = ARGV[1]
+local n, m, alert_window, s, has_config, pos = struct.unpack(HEADER, batch)
 local reply = {0, now_us, 0, 0, 0, 0, 0}
+local reported = {}
 -- Without the config hash, look every list up; with it, only the lists ever used (the
 -- admin commands set `lists:allow` / `lists:block` on first use and never clear them).
 local use_allow, use_block = true, true
-if args[5] == '1' then
+if has_config == 1 then
   local config = redis.call('HMGET', KEYS[n + 3 * m + s + 1], 'version', 'lists:allow',
     'lists:block')
   reply[7] = tonumber(config[1] or '0')
@@ -67,27 +60,19 @@ local function count_refusal(j)
   return count
 end
 
-local function encode(values)
-  for i = 1, #values do
-    values[i] = fmt(values[i])
-  end
-  return table.concat(values, ' ')
+local function encode()
+  return struct.pack(REPLY_HEADER, unpack(reply)) .. table.concat(reported)
 end
 
 local function report(d)
-  local at = #reply
-  reply[at + 1] = d.allowed and 1 or 0
-  reply[at + 2] = d.limit
-  reply[at + 3] = d.remaining
-  reply[at + 4] = d.reset
-  reply[at + 5] = d.retry
-  reply[at + 6] = d.delay
+  reported[#reported + 1] = struct.pack(DECISION, d.allowed and 1 or 0, d.limit, d.remaining,
+    d.reset, d.retry, d.delay)
 end
 
 for j = 1, use_allow and m or 0 do
   if redis.call('EXISTS', KEYS[n + 3 * j - 2]) == 1 then
     reply[6] = 1
-    return encode(reply)
+    return encode()
   end
 end
 for j = 1, use_block and m or 0 do
@@ -96,48 +81,46 @@ for j = 1, use_block and m or 0 do
     reply[3] = j
     reply[4] = ttl == -1 and -1 or ttl * 1000
     reply[5] = count_refusal(j)
-    return encode(reply)
+    return encode()
   end
 end
 
 local writes = {}
 for i = 1, n do
-  local base = HEADER + (i - 1) * CHECK_STRIDE
-  local decide = ALGORITHMS[args[base + 1]]
+  local algorithm, count, period, capacity, emission, max_delay, cost, dry_run, subject
+  algorithm, count, period, capacity, emission, max_delay, cost, dry_run, subject, pos =
+    struct.unpack(CHECK, batch, pos)
+  local decide = ALGORITHMS[algorithm]
   if not decide then
-    return redis.error_reply('flask-quota: unknown algorithm ' .. tostring(args[base + 1]))
+    return redis.error_reply('flask-quota: unknown algorithm ' .. tostring(algorithm))
   end
   local rule = {
-    count = tonumber(args[base + 2]),
-    period = tonumber(args[base + 3]),
-    capacity = tonumber(args[base + 4]),
-    emission = tonumber(args[base + 5]),
-    max_delay = tonumber(args[base + 6]),
+    count = count, period = period, capacity = capacity, emission = emission,
+    max_delay = max_delay,
   }
-  local cost = tonumber(args[base + 7])
   local d = decide(KEYS[i], now_us, rule, cost)
   report(d)
   if d.allowed then
     if cost > 0 then
       writes[#writes + 1] = d.write
     end
-  elseif args[base + 8] ~= '1' then
+  elseif dry_run ~= 1 then
     reply[1] = i
-    reply[5] = count_refusal(tonumber(args[base + 9]))
-    return encode(reply)
+    reply[5] = count_refusal(subject)
+    return encode()
   end
 end
 
 local slots = {}
 for k = 1, s do
-  local base = HEADER + n * CHECK_STRIDE + (k - 1) * SLOT_STRIDE
-  local d = concurrent(KEYS[n + 3 * m + k], now_us, tonumber(args[base + 1]),
-    tonumber(args[base + 2]), args[base + 3])
+  local capacity, lease, subject
+  capacity, lease, subject, pos = struct.unpack(SLOT, batch, pos)
+  local d = concurrent(KEYS[n + 3 * m + k], now_us, capacity, lease, ARGV[1 + k])
   if not d.allowed then
     report(d)
     reply[1] = n + k
-    reply[5] = count_refusal(tonumber(args[base + 4]))
-    return encode(reply)
+    reply[5] = count_refusal(subject)
+    return encode()
   end
   slots[#slots + 1] = d.write
 end
@@ -148,4 +131,4 @@ end
 for k = 1, #slots do
   slots[k]()
 end
-return encode(reply)
+return encode()

@@ -37,7 +37,7 @@ local function fixed_window(key, now, rule, cost)
     end
     return decision(true, rule, rule.capacity - used, ttl, 0, 0, function()
       if used < FIXED_WINDOW_PACK then
-        store_value(key, ttl, fmt(index * FIXED_WINDOW_PACK + used))
+        store_value(key, ttl, index * FIXED_WINDOW_PACK + used)
       else
         store_ints(key, ttl, {index, used})
       end
