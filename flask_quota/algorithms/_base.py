@@ -105,9 +105,14 @@ def scale_rule(rule: Rule, factor: float) -> Rule:
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Decision:
-    """One limit's answer to one request, as both Python and Lua compute it."""
+    """One limit's answer to one request, as both Python and Lua compute it.
+
+    Not frozen, like the storage's per-request values (``Check``, ``Subject``, ``Slot``,
+    ``BatchResult``): several are built per request, and a frozen dataclass's ``__init__``
+    (``object.__setattr__`` per field) costs 2.5 times as much. Treat them as values.
+    """
 
     allowed: bool
     #: The capacity reported to clients (``X-RateLimit-Limit``).

@@ -3,6 +3,9 @@
 A storage runs :data:`~flask_quota.algorithms.DECIDERS` (memory) or their Lua twins (Redis)
 over a batch of :class:`Check` and answers with one :class:`BatchResult`: short-circuit at the
 first refusal, and all-or-nothing: unless every check admits, no state changes at all.
+
+The per-request values here are plain (not frozen) slotted dataclasses: see
+:class:`~flask_quota.algorithms.Decision` for why.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ ALLOW_IN_USE: Final = "lists:allow"
 BLOCK_IN_USE: Final = "lists:block"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Subject:
     """An identity a request is checked for, with its list and refusal-counter keys.
 
@@ -36,7 +39,7 @@ class Subject:
     refusals_key: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Check:
     """One limit to apply to one identity in this request.
 
@@ -57,7 +60,7 @@ class Check:
             raise ConfigurationError(f"cost must be an int >= 0, got {self.cost!r}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Slot:
     """A concurrency slot to take for this request (``@quota.concurrent``).
 
@@ -73,7 +76,7 @@ class Slot:
     subject: int = -1
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class BatchResult:
     """The answer to one batch.
 
