@@ -6,12 +6,14 @@
 -- then the checks; then the concurrency slots; writes only if all of them admit. A refusal
 -- (check, slot or block) increments the refused subject's counter.
 --
--- KEYS      n check keys; 3 per subject j (allow-list entry, block, refusal counter);
---           s slot keys; the config hash if field 5 = 1. In that order.
+-- KEYS      n check keys; per subject j its refusal counter, then, if the lists are sent
+--           (flags bit 2), its allow-list entry and block; s slot keys; the config hash if
+--           flags bit 1. In that order.
 -- ARGV[1]   every number of the batch as little-endian signed 64-bit integers (`struct`):
 --           no text to split or parse on either side, one bulk string to send. Its fields:
 --           1 n checks   2 m subjects   3 alert window (µs) of refusal counters
---           4 s slots    5 1 if the config hash is in KEYS (its `version` is returned)
+--           4 s slots    5 flags: 1 the config hash is in KEYS (its `version` is
+--           returned), 2 the subjects' allow-list and block keys are in KEYS
 -- then 9 fields per check:
 --           algorithm (its index in ALGORITHMS), count, period_us, capacity, emission_us,
 --           max_delay_us, cost, dry_run (1: report, never refuse, charge only when it admits),
@@ -22,7 +24,9 @@
 --           {refused_index (0: admitted; 1..n a check; n+k slot k), now_us,
 --            blocked_subject (0: none), block_remaining_us (-1: no expiry),
 --            refusals (the refused subject's count), allowed_by_list (1: nothing checked),
---            config_version, then 6 integers per evaluated check or refusing slot:
+--            config_version, lists_needed (1: the config hash says a list is in use but
+--            its keys were not sent: nothing was done, call again with them),
+--            then 6 integers per evaluated check or refusing slot:
 --            allowed (1/0), limit, remaining, reset_after_us, retry_after_us, delay_us}
 -- A check of cost 0 is a peek: decided, never written.
 local ALGORITHMS = {
@@ -31,28 +35,35 @@ local ALGORITHMS = {
 local HEADER = '<i8i8i8i8i8'
 local CHECK = '<i8i8i8i8i8i8i8i8i8'
 local SLOT = '<i8i8i8'
-local REPLY_HEADER = '<i8i8i8i8i8i8i8'
+local REPLY_HEADER = '<i8i8i8i8i8i8i8i8'
 local DECISION = '<i8i8i8i8i8i8'
 
 local batch = ARGV[1]
-local n, m, alert_window, s, has_config, pos = struct.unpack(HEADER, batch)
-local reply = {0, now_us, 0, 0, 0, 0, 0}
+local n, m, alert_window, s, flags, pos = struct.unpack(HEADER, batch)
+local has_config, lists_sent = flags % 2 == 1, flags >= 2
+local stride = lists_sent and 3 or 1  -- keys per subject
+local reply = {0, now_us, 0, 0, 0, 0, 0, 0}
 local reported = {}
 -- Without the config hash, look every list up; with it, only the lists ever used (the
 -- admin commands set `lists:allow` / `lists:block` on first use and never clear them).
 local use_allow, use_block = true, true
-if has_config == 1 then
-  local config = redis.call('HMGET', KEYS[n + 3 * m + s + 1], 'version', 'lists:allow',
+if has_config then
+  local config = redis.call('HMGET', KEYS[n + stride * m + s + 1], 'version', 'lists:allow',
     'lists:block')
   reply[7] = tonumber(config[1] or '0')
   use_allow, use_block = config[2] == '1', config[3] == '1'
+  if not lists_sent and (use_allow or use_block) then
+    reply[8] = 1
+    return struct.pack(REPLY_HEADER, unpack(reply))
+  end
 end
+use_allow, use_block = use_allow and lists_sent, use_block and lists_sent
 
 local function count_refusal(j)
   if j < 1 or alert_window <= 0 then
     return 0
   end
-  local key = KEYS[n + 3 * j]
+  local key = KEYS[n + stride * (j - 1) + 1]
   local count = redis.call('INCR', key)
   if count == 1 then
     redis.call('PEXPIRE', key, expire_ms(alert_window))
@@ -70,13 +81,13 @@ local function report(d)
 end
 
 for j = 1, use_allow and m or 0 do
-  if redis.call('EXISTS', KEYS[n + 3 * j - 2]) == 1 then
+  if redis.call('EXISTS', KEYS[n + stride * (j - 1) + 2]) == 1 then
     reply[6] = 1
     return encode()
   end
 end
 for j = 1, use_block and m or 0 do
-  local ttl = redis.call('PTTL', KEYS[n + 3 * j - 1])
+  local ttl = redis.call('PTTL', KEYS[n + stride * (j - 1) + 3])
   if ttl > 0 or ttl == -1 then
     reply[3] = j
     reply[4] = ttl == -1 and -1 or ttl * 1000
@@ -115,7 +126,7 @@ local slots = {}
 for k = 1, s do
   local capacity, lease, subject
   capacity, lease, subject, pos = struct.unpack(SLOT, batch, pos)
-  local d = concurrent(KEYS[n + 3 * m + k], now_us, capacity, lease, ARGV[1 + k])
+  local d = concurrent(KEYS[n + stride * m + k], now_us, capacity, lease, ARGV[1 + k])
   if not d.allowed then
     report(d)
     reply[1] = n + k

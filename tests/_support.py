@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import redis
 
 from flask_quota import _lua
-from flask_quota.storage.base import BatchResult, Check, Slot, Subject
-from flask_quota.storage.redis import RedisStorage, pack_checks, unpack_reply
+from flask_quota.storage.redis import RedisStorage
 
 FIXED_CLOCK_LUA = (Path(__file__).parent / "lua" / "fixed_clock.lua").read_text()
 #: 2026-11-24T10:30:00Z, in microseconds: a start in the middle of every window we use.
@@ -43,15 +40,6 @@ class ClockedRedisStorage(RedisStorage):
     def snapshot_config(self, key: str) -> tuple[dict[str, str], int]:
         return self.read_config(key), self.clock()
 
-    def evaluate(
-        self,
-        checks: Sequence[Check],
-        subjects: Sequence[Subject] = (),
-        alert_window_us: int = 0,
-        *,
-        slots: Sequence[Slot] = (),
-        config_key: str | None = None,
-    ) -> BatchResult:
-        keys, args = pack_checks(checks, subjects, alert_window_us, slots, config_key)
-        reply: Any = self._script(keys=keys, args=[*args, self.clock()])
-        return unpack_reply(reply)
+    def _run(self, keys: list[str], args: list[bytes | str]) -> bytes:
+        reply: bytes = self._script(keys=keys, args=[*args, self.clock()])
+        return reply

@@ -20,15 +20,19 @@ from redis.commands.core import Script
 from .. import _lua
 from ..algorithms import Algorithm, Decision, Rule
 from ..errors import ConfigurationError, StorageError
-from .base import BatchResult, Check, Slot, Subject
+from .base import ALLOW_IN_USE, BLOCK_IN_USE, BatchResult, Check, Slot, Subject
 
 #: The batch and the reply are little-endian signed 64-bit integers (``struct`` in the script).
 _HEADER = struct.Struct("<5q")
 _CHECK_TAIL = struct.Struct("<3q")
 _RULE = struct.Struct("<6q")
 _SLOT = struct.Struct("<3q")
-_REPLY_HEADER = struct.Struct("<7q")
+_REPLY_HEADER = struct.Struct("<8q")
 _DECISION = struct.Struct("<6q")
+
+#: Bits of the header's flags field.
+_HAS_CONFIG = 1
+_LISTS_SENT = 2
 
 #: Each algorithm's index in the dispatcher's ``ALGORITHMS`` table (see lua/dispatch.lua).
 ALGORITHM_CODES: dict[Algorithm, int] = {
@@ -47,23 +51,33 @@ def pack_checks(
     alert_window_us: int = 0,
     slots: Sequence[Slot] = (),
     config_key: str | None = None,
+    *,
+    send_lists: bool = True,
 ) -> tuple[list[str], list[bytes | str]]:
     """KEYS and ARGV for the dispatcher (layout in ``lua/dispatch.lua``).
 
     Every number goes in ARGV[1] as packed 64-bit integers: neither redis-py nor the script
     formats or parses a number as text, which cost more per request than the rest of the call.
+
+    :param send_lists: send each subject's allow-list and block keys. Without them (only with
+        ``config_key``, whose flags say whether the lists are in use) the script answers
+        "lists needed" if they are, and the call must be made again with them.
     """
+    send_lists = send_lists or config_key is None
     keys: list[str] = [check.key for check in checks]
-    for subject in subjects:
-        keys += [subject.allow_key, subject.block_key, subject.refusals_key]
+    if send_lists:
+        for subject in subjects:
+            keys += [subject.refusals_key, subject.allow_key, subject.block_key]
+    else:
+        keys += [subject.refusals_key for subject in subjects]
     keys += [slot.key for slot in slots]
+    flags = 0
     if config_key is not None:
         keys.append(config_key)
-    parts = [
-        _HEADER.pack(
-            len(checks), len(subjects), alert_window_us, len(slots), config_key is not None
-        )
-    ]
+        flags = _HAS_CONFIG
+    if send_lists:
+        flags |= _LISTS_SENT
+    parts = [_HEADER.pack(len(checks), len(subjects), alert_window_us, len(slots), flags)]
     for check in checks:
         parts.append(_rule_fields(check.rule))
         parts.append(_CHECK_TAIL.pack(check.cost, check.dry_run, check.subject + 1))
@@ -86,9 +100,14 @@ def _rule_fields(rule: Rule) -> bytes:
     )
 
 
+def lists_needed(reply: bytes) -> bool:
+    """Whether the script answered "lists needed" instead of deciding (see ``send_lists``)."""
+    return bool(_REPLY_HEADER.unpack_from(reply)[7])
+
+
 def unpack_reply(reply: bytes) -> BatchResult:
     """A :class:`BatchResult` from the dispatcher's reply: packed 64-bit integers."""
-    refused, now_us, blocked, block_remaining_us, refusals, by_list, version = (
+    refused, now_us, blocked, block_remaining_us, refusals, by_list, version, _ = (
         _REPLY_HEADER.unpack_from(reply)
     )
     decisions = tuple(
@@ -134,6 +153,10 @@ class RedisStorage:
         self._script: Script = client.register_script(
             script_source if script_source is not None else _lua.evaluate_script()
         )
+        #: Whether the stored allow list or blocklist has been seen in use: until then each
+        #: subject costs one key (its refusal counter) instead of three. Never reset, as the
+        #: config hash's flags are never cleared.
+        self._lists_in_use = False
 
     def evaluate(
         self,
@@ -144,16 +167,31 @@ class RedisStorage:
         slots: Sequence[Slot] = (),
         config_key: str | None = None,
     ) -> BatchResult:
-        """Everything a request needs decided, in one ``EVALSHA``."""
-        keys, args = pack_checks(checks, subjects, alert_window_us, slots, config_key)
+        """Everything a request needs decided, in one ``EVALSHA``.
+
+        Once per storage, when the script first finds a stored list in use, a second one
+        with the lists' keys.
+        """
+        keys, args = pack_checks(
+            checks, subjects, alert_window_us, slots, config_key, send_lists=self._lists_in_use
+        )
+        reply = self._run(keys, args)
+        if lists_needed(reply):
+            self._lists_in_use = True
+            keys, args = pack_checks(checks, subjects, alert_window_us, slots, config_key)
+            reply = self._run(keys, args)
+        return unpack_reply(reply)
+
+    def _run(self, keys: list[str], args: list[bytes | str]) -> bytes:
+        """One ``EVALSHA`` of the script; network trouble becomes :class:`StorageError`."""
         try:
-            reply: Any = self._script(keys=keys, args=args)
+            reply: bytes = self._script(keys=keys, args=args)
         except (redis.ConnectionError, redis.TimeoutError) as err:
             # Drop pooled sockets: the next probe starts on a fresh connection, so a restarted
             # server is found at once rather than through a stale socket's error.
             self.client.connection_pool.disconnect()
             raise StorageError(f"redis unavailable: {err}") from err
-        return unpack_reply(reply)
+        return reply
 
     def clear(self, keys: Sequence[str]) -> None:
         """Delete the states under ``keys``."""
@@ -174,7 +212,7 @@ class RedisStorage:
     def read_config(self, key: str) -> dict[str, str]:
         with _storage_errors():
             raw: dict[Any, Any] = self.client.hgetall(key)
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return self._noting_lists({_text(k): _text(v) for k, v in raw.items()})
 
     def snapshot_config(self, key: str) -> tuple[dict[str, str], int]:
         """``HGETALL`` and ``TIME`` in one pipeline: one round trip."""
@@ -184,11 +222,20 @@ class RedisStorage:
             pipe.time()
             raw, (seconds, micros) = pipe.execute()
         fields = {_text(k): _text(v) for k, v in raw.items()}
-        return fields, int(seconds) * 1_000_000 + int(micros)
+        return self._noting_lists(fields), int(seconds) * 1_000_000 + int(micros)
+
+    def _noting_lists(self, fields: dict[str, str]) -> dict[str, str]:
+        """Config fields read: a process learns there that the lists are in use, and sends
+        their keys from its next call on (no "lists needed" answer to pay for)."""
+        if ALLOW_IN_USE in fields or BLOCK_IN_USE in fields:
+            self._lists_in_use = True
+        return fields
 
     def set_config_field(self, key: str, field: str, value: str) -> None:
         with _storage_errors():
             self.client.hset(key, field, value)
+        if field in (ALLOW_IN_USE, BLOCK_IN_USE):
+            self._lists_in_use = True
 
     def update_config(self, key: str, field: str, value: str | None) -> int:
         with _storage_errors():

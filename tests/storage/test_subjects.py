@@ -12,7 +12,7 @@ from flask_quota.algorithms import Algorithm, Rule
 from flask_quota.keys import ALLOW, BLOCK, REFUSALS, identity_key, limit_key
 from flask_quota.limits import parse_limit
 from flask_quota.storage import MemoryStorage
-from flask_quota.storage.base import Check, Storage, Subject
+from flask_quota.storage.base import ALLOW_IN_USE, BLOCK_IN_USE, Check, Storage, Subject
 from tests._support import ClockedRedisStorage, ManualClock
 
 RULE = Rule.build(Algorithm.FIXED_WINDOW, parse_limit("2/minute"))
@@ -121,3 +121,91 @@ def test_peek_of_cost_zero_writes_nothing(
         storage.evaluate([Check(key=key, rule=rule, cost=1)])
         after = storage.evaluate([Check(key=key, rule=rule, cost=0)])
         assert after.decisions[0].remaining == 2, algorithm
+
+
+# --- the lists' keys are sent only once a list is in use (Redis) --------------------------
+
+
+class RecordingStorage(ClockedRedisStorage):
+    """Records the KEYS of each script call."""
+
+    def __init__(self, client: redis.Redis, clock: ManualClock) -> None:
+        super().__init__(client, clock)
+        self.calls: list[list[str]] = []
+
+    def _run(self, keys: list[str], args: list[bytes | str]) -> bytes:
+        self.calls.append(list(keys))
+        return super()._run(keys, args)
+
+
+@pytest.mark.redis
+def test_unused_lists_cost_one_key_per_subject(
+    redis_client: redis.Redis, key_prefix: str, clock: ManualClock
+) -> None:
+    storage = RecordingStorage(redis_client, clock)
+    subjects = [subject(key_prefix, "1.2.3.4"), subject(key_prefix, "user:7")]
+    checks = [check(key_prefix, "1.2.3.4", 0), check(key_prefix, "user:7", 1)]
+    config = f"{key_prefix}:%config"
+
+    result = storage.evaluate(checks, subjects, WINDOW_US, config_key=config)
+
+    assert result.allowed
+    refusal_counters = [s.refusals_key for s in subjects]
+    assert storage.calls == [[checks[0].key, checks[1].key, *refusal_counters, config]]
+
+
+@pytest.mark.redis
+def test_a_list_first_used_by_another_process_is_obeyed_at_once(
+    redis_client: redis.Redis, key_prefix: str, clock: ManualClock
+) -> None:
+    storage = RecordingStorage(redis_client, clock)
+    subjects = [subject(key_prefix, "1.2.3.4"), subject(key_prefix, "user:7")]
+    checks = [check(key_prefix, "1.2.3.4", 0), check(key_prefix, "user:7", 1)]
+    config = f"{key_prefix}:%config"
+    assert storage.evaluate(checks, subjects, WINDOW_US, config_key=config).allowed
+    # Another process (the CLI) turns the blocklist on and blocks user:7.
+    redis_client.hset(config, BLOCK_IN_USE, "1")
+    redis_client.set(subjects[1].block_key, "1", px=60_000)
+    storage.calls.clear()
+
+    refused = storage.evaluate(checks, subjects, WINDOW_US, config_key=config)
+    again = storage.evaluate(checks, subjects, WINDOW_US, config_key=config)
+
+    assert refused.blocked_subject == 1 and again.blocked_subject == 1
+    # Once: a call answered "lists needed", then the same call with the lists' keys; after
+    # that every call carries them.
+    assert [len(keys) for keys in storage.calls] == [2 + 2 + 1, 2 + 6 + 1, 2 + 6 + 1]
+
+
+@pytest.mark.redis
+def test_a_process_that_reads_the_flags_sends_the_lists_from_its_next_call(
+    redis_client: redis.Redis, key_prefix: str, clock: ManualClock
+) -> None:
+    storage = RecordingStorage(redis_client, clock)
+    subjects = [subject(key_prefix, "1.2.3.4")]
+    checks = [check(key_prefix, "1.2.3.4", 0)]
+    config = f"{key_prefix}:%config"
+    redis_client.hset(config, ALLOW_IN_USE, "1")
+
+    storage.read_config(config)
+    storage.evaluate(checks, subjects, WINDOW_US, config_key=config)
+
+    assert [len(keys) for keys in storage.calls] == [1 + 3 + 1]
+
+
+@pytest.mark.redis
+def test_the_call_answered_lists_needed_charges_nothing(
+    redis_client: redis.Redis, key_prefix: str, clock: ManualClock
+) -> None:
+    storage = RecordingStorage(redis_client, clock)
+    subjects = [subject(key_prefix, "1.2.3.4")]
+    checks = [check(key_prefix, "1.2.3.4", 0)]
+    config = f"{key_prefix}:%config"
+    storage.evaluate(checks, subjects, WINDOW_US, config_key=config)
+    redis_client.hset(config, ALLOW_IN_USE, "1")  # in use, but not for this subject
+
+    result = storage.evaluate(checks, subjects, WINDOW_US, config_key=config)
+
+    assert len(storage.calls) == 3
+    assert result.allowed and result.decisions[0].remaining == 0  # 2/minute: two charges
+    assert int(redis_client.get(checks[0].key) or 0) % 2**21 == 2
