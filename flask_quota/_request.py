@@ -2,6 +2,8 @@
 
 ``check_request`` gathers identities, limits, costs and concurrency slots, asks the storage
 once, and turns the answer into headers (``g._quota``), signals, metrics, a delay or a 429.
+A 429 nothing would reshape is returned as a response rather than raised (see
+:mod:`flask_quota._errorhandlers`).
 Live-config changes and timed expiries are noticed from that same answer.
 """
 
@@ -13,13 +15,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn
 
 from flask import Flask, g, request
+from werkzeug.wrappers import Response
 
 from . import live, signals
 from . import metrics as m
 from ._config import FailMode, KeyFunc, Settings
+from ._errorhandlers import renders_itself
 from ._registry import AppliedLimit, CompiledConcurrency, CompiledSpec, Plan
 from ._state import AppState
 from .algorithms import Decision
@@ -99,33 +102,34 @@ class _Batch:
 
 def check_request(
     app: Flask, state: AppState, plan: Plan, request_filters: Sequence[Callable[[], bool]]
-) -> None:
-    """Apply ``plan`` to the current request; raises the 429 (or 503) when refused."""
+) -> Response | None:
+    """Apply ``plan`` to the current request: ``None`` to go on, the 429 response to answer
+    with when refused and nothing would reshape it; else raises the 429 (or the 503)."""
     if any(request_filter() for request_filter in request_filters):
         state.metrics.send((m.BYPASSED,))
-        return
+        return None
     settings = state.settings
     factor = _factor(state)
     batch = _collect(plan, settings, request.method, factor)
     if not batch.checks and not batch.slots:
-        return
+        return None
     if _whitelisted(settings, batch.pending):
         state.metrics.send((m.BYPASSED,))
-        return
+        return None
     fail_mode = max(batch.fail_modes, key=lambda f: f.strictness)
     started = time.perf_counter()
     result = _evaluate(app, state, batch, fail_mode)
     check_ms = (time.perf_counter() - started) * 1000
     if result is None:
-        return
+        return None
     if result.allowed_by_list:
         state.metrics.send((m.BYPASSED,), check_ms)
-        return
+        return None
     if result.blocked_subject is not None:
-        _refuse_blocked(app, state, batch.subjects[result.blocked_subject], result, check_ms)
+        return _refuse_blocked(app, state, batch.subjects[result.blocked_subject], result, check_ms)
     if result.allowed and batch.slots:
         g._quota_slots = (batch.answered_by, batch.slots)
-    _settle(app, state, batch, result, check_ms)
+    return _settle(app, state, batch, result, check_ms)
 
 
 def release_slots(state: AppState) -> None:
@@ -352,7 +356,7 @@ def apply_live_config(state: AppState, now_us: int) -> None:
 
 def _refuse_blocked(
     app: Flask, state: AppState, subject: Subject, result: BatchResult, check_ms: float
-) -> NoReturn:
+) -> Response:
     """429 for an identity an operator blocked: ``Retry-After`` is the block's time left."""
     settings = state.settings
     remaining_us = result.block_remaining_us
@@ -376,7 +380,7 @@ def _refuse_blocked(
             request.headers.get("X-Request-ID", "-"),
         )
     _notify_refusal(app, state, None, subject.identity, result.refusals)
-    _raise_refusal(state, report, result.now_us, subject.identity)
+    return _refuse(app, state, report, result.now_us, subject.identity)
 
 
 def _notify_refusal(
@@ -405,20 +409,24 @@ def _notify_refusal(
             )
 
 
-def _raise_refusal(state: AppState, report: Reported, now_us: int, identity: str) -> NoReturn:
+def _refuse(app: Flask, state: AppState, report: Reported, now_us: int, identity: str) -> Response:
+    """The 429, raised for the app's error handlers (or a trap), else returned as rendered."""
     settings = state.settings
-    raise RateLimitExceeded(
+    error = RateLimitExceeded(
         refusal_body(report, now_us, settings.error_format),
         retry_after=retry_after_seconds(report.decision),
         policy=report.policy,
         identity=identity,
         problem=settings.error_format.value == "problem",
     )
+    if not renders_itself(app, error, request.blueprints):
+        raise error
+    return error.get_response()
 
 
 def _settle(
     app: Flask, state: AppState, batch: _Batch, result: BatchResult, check_ms: float
-) -> None:
+) -> Response | None:
     """Turn the storage's answer into headers, signals, metrics, a delay or a 429."""
     counters: list[str] = []
     reports: list[Reported] = []
@@ -467,7 +475,7 @@ def _settle(
                 request.headers.get("X-Request-ID", "-"),
             )
         _notify_refusal(app, state, limit, shown, result.refusals)
-        _raise_refusal(state, report, result.now_us, shown)
+        return _refuse(app, state, report, result.now_us, shown)
     # Once per admitted request that left less than a fifth of any of its limits.
     counters += [m.NEAR_LIMIT, m.ALLOWED] if near_limit else [m.ALLOWED]
     state.metrics.send(counters, check_ms)
@@ -485,3 +493,4 @@ def _settle(
                 app, limit=delayed.applied, key=redact(delayed.identity), delay=delay_s
             )
         state.sleep(delay_s)
+    return None

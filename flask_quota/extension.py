@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, g, request
+from werkzeug.wrappers import Response as WSGIResponse
 
 from . import live
 from ._config import KeyFunc, load_settings
@@ -420,28 +421,28 @@ class Quota:
 
     # -- request hooks -----------------------------------------------------------------------
 
-    def _before_request(self) -> None:
+    def _before_request(self) -> WSGIResponse | None:
         app = _current_app()
         state: AppState = app.extensions[STATE_KEY]
         settings = state.settings
         if not settings.enabled:
-            return
+            return None
         if settings.adaptive is not None:
             state.in_flight.enter()
             g._quota_in_flight = True
         if request.method == "OPTIONS" and not settings.count_options:
-            return
+            return None
         endpoint = request.endpoint
         if endpoint == "static" and not settings.count_static:
-            return
+            return None
         first = state.plans.get(endpoint)
         if first.exempt or request.method in first.exempt_methods:
-            return  # exemption does not depend on live config: no refresh for health checks
+            return None  # exemption does not depend on live config: no refresh for health checks
         refresh_stale_live_config(app, state)
         plan = state.plans.get(endpoint)  # after the refresh, which may have recompiled it
         if not (plan.specs or plan.concurrency):
-            return
-        check_request(app, state, plan, self._request_filters)
+            return None
+        return check_request(app, state, plan, self._request_filters)
 
     def _after_request(self, response: Response) -> Response:
         reported: tuple[Reported, int] | None = g.get("_quota")
