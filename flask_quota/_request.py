@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from flask import Flask, g, request
 from werkzeug.wrappers import Response
@@ -31,7 +32,6 @@ from .keys import ALLOW, BLOCK, REFUSALS, identity_key, limit_key, redact
 from .responses import (
     Reported,
     ceil_seconds,
-    most_constraining,
     refusal_body,
     retry_after_seconds,
 )
@@ -89,15 +89,19 @@ class _Batch:
         index = self._subject_index.get(shown)
         if index is None:
             index = self._subject_index[shown] = len(self.subjects)
-            self.subjects.append(
-                Subject(
-                    identity=shown,
-                    allow_key=identity_key(prefix, ALLOW, shown),
-                    block_key=identity_key(prefix, BLOCK, shown),
-                    refusals_key=identity_key(prefix, REFUSALS, shown),
-                )
-            )
+            self.subjects.append(_subject(prefix, shown))
         return index
+
+
+@lru_cache(maxsize=4096)
+def _subject(prefix: str, shown: str) -> Subject:
+    """An identity's three keys, built once while it is busy (shared, never modified)."""
+    return Subject(
+        identity=shown,
+        allow_key=identity_key(prefix, ALLOW, shown),
+        block_key=identity_key(prefix, BLOCK, shown),
+        refusals_key=identity_key(prefix, REFUSALS, shown),
+    )
 
 
 def check_request(
@@ -424,17 +428,25 @@ def _refuse(app: Flask, state: AppState, report: Reported, now_us: int, identity
     return error.get_response()
 
 
+def _reported(item: _Pending, decision: Decision) -> Reported:
+    return Reported(decision, item.applied.name, item.applied.limit.period_s)
+
+
 def _settle(
     app: Flask, state: AppState, batch: _Batch, result: BatchResult, check_ms: float
 ) -> Response | None:
     """Turn the storage's answer into headers, signals, metrics, a delay or a 429."""
     counters: list[str] = []
-    reports: list[Reported] = []
     delay_us = 0
     near_limit = False
-    for item, decision in zip(batch.pending, result.decisions, strict=False):
+    # The most constraining decision (least remaining; on a tie, the longest reset), found
+    # in the loop: only its report is built.
+    constraining_index, constraining_rank = -1, (0, 0)
+    for index, (item, decision) in enumerate(zip(batch.pending, result.decisions, strict=False)):
+        rank = (decision.remaining, -decision.reset_after_us)
+        if constraining_index < 0 or rank < constraining_rank:
+            constraining_index, constraining_rank = index, rank
         applied = item.applied
-        reports.append(Reported(decision, applied.name, applied.limit.period_s))
         if not decision.allowed and item.compiled.dry_run:
             counters.append(m.DRY_RUN_DENIED)
             shown = redact(item.identity)
@@ -457,7 +469,7 @@ def _settle(
         if refused_index < len(batch.pending):
             refused = batch.pending[refused_index]
             name, limit, identity = refused.applied.name, refused.applied, refused.identity
-            report = reports[refused_index]
+            report = _reported(refused, result.decisions[refused_index])
         else:  # a concurrency slot: its decision comes after the checks'
             concurrency, identity = batch.slot_specs[refused_index - len(batch.pending)]
             name, limit = concurrency.name, None
@@ -479,8 +491,9 @@ def _settle(
     # Once per admitted request that left less than a fifth of any of its limits.
     counters += [m.NEAR_LIMIT, m.ALLOWED] if near_limit else [m.ALLOWED]
     state.metrics.send(counters, check_ms)
-    if reports:
-        g._quota = (most_constraining(reports), result.now_us)
+    if constraining_index >= 0:
+        constraining = batch.pending[constraining_index]
+        g._quota = (_reported(constraining, result.decisions[constraining_index]), result.now_us)
     if delay_us > 0:
         delay_s = delay_us / 1_000_000
         if signals.request_delayed.receivers:

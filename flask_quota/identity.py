@@ -40,6 +40,8 @@ def by_ip() -> str | None:
     address = request.remote_addr
     if not address:
         return None
+    if ":" not in address:  # IPv4 (or not an address): the prefix plays no part
+        return _ip_identity(address, 0)
     settings = current_settings()
     prefix = settings.ipv6_prefix if settings else int(DEFAULTS["QUOTA_IPV6_PREFIX"])
     return _ip_identity(address, prefix)

@@ -6,7 +6,6 @@ client that waits the advertised seconds is never refused for having come a frac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,11 +33,6 @@ class Reported:
     decision: Decision
     policy: str
     window_s: int
-
-
-def most_constraining(reports: Sequence[Reported]) -> Reported:
-    """The least ``remaining``; on a tie, the longest ``reset``."""
-    return min(reports, key=lambda r: (r.decision.remaining, -r.decision.reset_after_us))
 
 
 def _sf_string(text: str) -> str:
