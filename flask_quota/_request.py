@@ -105,7 +105,11 @@ def _subject(prefix: str, shown: str) -> Subject:
 
 
 def check_request(
-    app: Flask, state: AppState, plan: Plan, request_filters: Sequence[Callable[[], bool]]
+    app: Flask,
+    state: AppState,
+    plan: Plan,
+    request_filters: Sequence[Callable[[], bool]],
+    method: str,
 ) -> Response | None:
     """Apply ``plan`` to the current request: ``None`` to go on, the 429 response to answer
     with when refused and nothing would reshape it; else raises the 429 (or the 503)."""
@@ -114,7 +118,7 @@ def check_request(
         return None
     settings = state.settings
     factor = _factor(state)
-    batch = _collect(plan, settings, request.method, factor)
+    batch = _collect(plan, settings, method, factor)
     if not batch.checks and not batch.slots:
         return None
     if _whitelisted(settings, batch.pending):

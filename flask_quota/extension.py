@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Request, Response, current_app, g, request
 from werkzeug.wrappers import Response as WSGIResponse
 
 from . import live
@@ -430,19 +430,22 @@ class Quota:
         if settings.adaptive is not None:
             state.in_flight.enter()
             g._quota_in_flight = True
-        if request.method == "OPTIONS" and not settings.count_options:
+        # The request itself, once: each read through Flask's proxy costs a context lookup.
+        current: Request = request._get_current_object()  # type: ignore[attr-defined]
+        method = current.method
+        if method == "OPTIONS" and not settings.count_options:
             return None
-        endpoint = request.endpoint
+        endpoint = current.endpoint
         if endpoint == "static" and not settings.count_static:
             return None
         first = state.plans.get(endpoint)
-        if first.exempt or request.method in first.exempt_methods:
+        if first.exempt or method in first.exempt_methods:
             return None  # exemption does not depend on live config: no refresh for health checks
         refresh_stale_live_config(app, state)
         plan = state.plans.get(endpoint)  # after the refresh, which may have recompiled it
         if not (plan.specs or plan.concurrency):
             return None
-        return check_request(app, state, plan, self._request_filters)
+        return check_request(app, state, plan, self._request_filters, method)
 
     def _after_request(self, response: Response) -> Response:
         reported: tuple[Reported, int] | None = g.get("_quota")
@@ -451,19 +454,25 @@ class Quota:
         settings = current_app.extensions[STATE_KEY].settings
         if settings.headers_enabled:
             report, now_us = reported
+            headers = response.headers
             for header, value in rate_limit_headers(
                 report, now_us, settings.headers_style, settings.reset_format
             ):
-                response.headers[header] = value
+                headers[header] = value
         return response
 
     def _teardown_request(self, _error: BaseException | None) -> None:
+        context_g = g._get_current_object()
+        holds_slots = "_quota_slots" in context_g
+        in_flight = context_g.pop("_quota_in_flight", False)
+        if not (holds_slots or in_flight):
+            return  # the common case: nothing to give back, no app lookup
         state: AppState | None = current_app.extensions.get(STATE_KEY)
         if state is None:
             return
-        if "_quota_slots" in g:
+        if holds_slots:
             release_slots(state)
-        if g.pop("_quota_in_flight", False):
+        if in_flight:
             state.in_flight.leave()
 
 
