@@ -1,10 +1,48 @@
 -- sliding_window: weighted two-window counter over calendar-aligned windows.
--- KEYS[k]   state "window_index current previous" (index = now // period: shorter than the
---           start in µs, so the value fits Redis's smallest string), TTL to the end of the
---           next window
+-- KEYS[k]   state: (window index mod 2048) * 2^42 + current * 2^21 + previous, one integer
+--           below 2^53 (Redis keeps it inside the key's object, no string allocated);
+--           "index current previous" once a count reaches 2^21 (the only form earlier
+--           versions wrote; both are read). The window index is now // period. TTL to the
+--           end of the next window: PX rounds it up by less than 1 ms and Redis keeps a key
+--           through the millisecond it expires at, so a key still held was written in window
+--           index, index - 1 or, within that millisecond, index - 2. The index mod 2048 tells
+--           them apart; index - 2 reads as stale, like any older state.
 -- rule      count, period, capacity (= count)          cost: units to charge
 -- returns   decision(); its write stores the counts
 -- The weighting runs on doubles in the same order as sliding_window.py, so both round alike.
+local SLIDING_WINDOW_PACK = 2097152 -- 2^21: counts below it are packed
+local SLIDING_WINDOW_INDEXES = 2048 -- window indexes kept apart in the packed form
+local SLIDING_WINDOW_INDEX_PACK = SLIDING_WINDOW_PACK * SLIDING_WINDOW_PACK -- 2^42
+
+local function sliding_window_read(key, index)
+  -- The stored window index, current and previous, or nil. A packed index is taken as the
+  -- latest index up to `index` with its residue: index, index - 1, or older (stale).
+  local raw = redis.call('GET', key)
+  if not raw then
+    return nil
+  end
+  local stored_index, current, previous = string.match(raw, '^(%d+) (%d+) (%d+)$')
+  if stored_index then
+    return tonumber(stored_index), tonumber(current), tonumber(previous)
+  end
+  local packed = tonumber(raw)
+  local residue = floordiv(packed, SLIDING_WINDOW_INDEX_PACK)
+  local counts = packed - residue * SLIDING_WINDOW_INDEX_PACK
+  local packed_current = floordiv(counts, SLIDING_WINDOW_PACK)
+  local behind = (index - residue) % SLIDING_WINDOW_INDEXES
+  return index - behind, packed_current, counts - packed_current * SLIDING_WINDOW_PACK
+end
+
+local function sliding_window_store(key, ttl, index, current, previous)
+  if current < SLIDING_WINDOW_PACK and previous < SLIDING_WINDOW_PACK then
+    local residue = index % SLIDING_WINDOW_INDEXES
+    store_value(key, ttl, fmt(residue * SLIDING_WINDOW_INDEX_PACK
+      + current * SLIDING_WINDOW_PACK + previous))
+  else
+    store_ints(key, ttl, {index, current, previous})
+  end
+end
+
 local function sliding_window_reset(current, previous, period, elapsed)
   if current > 0 then
     return 2 * period - elapsed
@@ -35,13 +73,11 @@ local function sliding_window(key, now, rule, cost)
   local window_start = now - elapsed
   local index = floordiv(now, period)
   local current, previous = 0, 0
-  local state = read_ints(key)
-  if state then
-    if state[1] == index then
-      current, previous = state[2], state[3]
-    elseif state[1] == index - 1 then
-      previous = state[2]
-    end
+  local stored_index, stored_current, stored_previous = sliding_window_read(key, index)
+  if stored_index == index then
+    current, previous = stored_current, stored_previous
+  elseif stored_index == index - 1 then
+    previous = stored_current
   end
   local used = sliding_window_weighted(previous, period - elapsed, period) + current
   if used + cost <= rule.capacity then
@@ -50,7 +86,7 @@ local function sliding_window(key, now, rule, cost)
     local ttl = window_start + 2 * period - now
     return decision(true, rule, rule.capacity - used,
       sliding_window_reset(current, previous, period, elapsed), 0, 0, function()
-        store_ints(key, ttl, {index, current, previous})
+        sliding_window_store(key, ttl, index, current, previous)
       end)
   end
   local room = rule.capacity - current - cost

@@ -49,25 +49,50 @@ IDENTITIES = ["203.0.113.9", "user:42", "key:s3cret", "{tag}:*?%", "x" * 300, "�
 
 
 class PersistingRedisStorage(ClockedRedisStorage):
-    """ClockedRedisStorage whose keys never expire by the wall clock.
+    """ClockedRedisStorage whose keys expire by the manual clock, late, never by the wall clock.
 
     Redis expires keys on its own clock; these decisions run on a ManualClock that stands
     still for the milliseconds a step takes, or leaps years ahead. A state written with a
     TTL of 1 µs (``PX 1``) could vanish under Redis while memory, on the manual clock, still
-    holds it. So each call goes in one MULTI/EXEC with a ``PERSIST`` of its keys (no key
-    expires inside a transaction) and expiry is left to the algorithms: a state past its TTL
-    must decide like no state, which memory (that drops it) and Redis (that keeps it) then
-    check against each other. The script, packing and unpacking are the real ones.
+    holds it. So each call goes in one MULTI/EXEC that reads the TTL each key was given and
+    then ``PERSIST``s it (no key expires inside a transaction), and a key is deleted only once
+    the manual clock is :attr:`EXPIRY_GRACE_PERIODS` periods past that TTL. Until then expiry
+    is left to the algorithms: a state past its TTL must decide like no state, which memory
+    (that drops it) and Redis (that keeps it) then check against each other. Later, Redis
+    would long have expired it, and ``sliding_window``, which keeps its window index modulo
+    2048, relies on that. The script, packing and unpacking are the real ones.
     """
 
+    #: How late a key is expired, in periods of its rule: far past its TTL, but before a
+    #: ``sliding_window`` index modulo 2048 comes round again.
+    EXPIRY_GRACE_PERIODS = 1000
+
+    def __init__(self, client: redis.Redis, clock: ManualClock) -> None:
+        super().__init__(client, clock)
+        #: key -> the manual-clock time it is deleted at, µs
+        self.expiries: dict[str, int] = {}
+
     def evaluate(self, checks: Sequence[Check]) -> BatchResult:
+        now_us = self.clock()
+        expired = [key for key, at_us in self.expiries.items() if at_us <= now_us]
+        if expired:
+            self.client.delete(*expired)
+            for key in expired:
+                del self.expiries[key]
         keys, args = pack_checks(checks)
         pipe = self.client.pipeline(transaction=True)
-        self._script(keys=keys, args=[*args, self.clock()], client=pipe)
+        self._script(keys=keys, args=[*args, now_us], client=pipe)
         for check in checks:
+            pipe.pttl(check.key)
             pipe.persist(check.key)
-        reply: Any = pipe.execute()[0]
-        return unpack_reply(reply)
+        replies: list[Any] = pipe.execute()
+        for check, ttl_ms in zip(checks, replies[1::2], strict=True):
+            if ttl_ms >= 0:  # written now; -1: kept as it was, -2: no state
+                grace_us = self.EXPIRY_GRACE_PERIODS * check.rule.period_us
+                self.expiries[check.key] = now_us + ttl_ms * 1000 + grace_us
+            elif ttl_ms == -2:
+                self.expiries.pop(check.key, None)
+        return unpack_reply(replies[0])
 
 
 @dataclass(frozen=True)
@@ -225,6 +250,16 @@ def test_sliding_window_rounds_the_previous_weight_up_in_lua(lua_client: redis.R
     # ceil(4 * 9 / 10) = 4: refused until ceil(4 * (P - e) / P) <= 3, e = 2.5 s.
     assert results[1].decisions[0].retry_after_us == 1_500_000
     assert results[2].decisions[0].retry_after_us == 1
+
+
+def test_sliding_window_state_is_gone_before_its_packed_index_comes_round(
+    lua_client: redis.Redis,
+) -> None:
+    # The packed state keeps the window index modulo 2048: 2048 windows on it would read as
+    # this window's, were the key not expired long before (here by the harness).
+    steps = [(W, 3), (W + 2048 * P, 3), (W + 2049 * P, 0)]
+    results = _sequence(lua_client, Algorithm.SLIDING_WINDOW, steps)
+    assert [r.decisions[0].remaining for r in results] == [1, 1, 1]
 
 
 def test_leaky_bucket_retry_waits_for_max_delay_in_lua(lua_client: redis.Redis) -> None:
