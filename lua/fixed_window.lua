@@ -1,37 +1,42 @@
 -- fixed_window: one counter per calendar-aligned window (now - now % period).
--- KEYS[k]   state: window index * 2^21 + used, one integer (Redis keeps it inside the key's
---           object, no string allocated); "index used" once used reaches 2^21. The index
---           (now // period) stays below 2^32 until 2106, so the packed form is below 2^53.
---           TTL to the window's end, set by the window's first write; later writes in the
---           same window add to the packed integer with INCRBY, which keeps it.
+-- KEYS[k]   state: used * 4 + (window index mod 4), one integer: small counts stay below
+--           10,000, where Redis shares one integer object among all keys (no allocation
+--           at all), and larger ones are kept inside the key's object. The index is
+--           now // period. TTL to the window's end, set by the window's first write; later
+--           writes in the same window add to the integer with INCRBY, which keeps it.
+--           A key still held was written in this window or, within the millisecond Redis
+--           keeps it past its expiry, the last one: the index mod 4 tells them apart.
+--           ("index used", a string, is read too: development versions wrote it.)
 -- rule      count, period, capacity (= count)          cost: units to charge
 -- returns   decision(); its write stores the new count
-local FIXED_WINDOW_PACK = 2097152 -- 2^21
+local FIXED_WINDOW_INDEXES = 4 -- window indexes told apart in the state
 
-local function fixed_window_read(key)
-  -- The stored window index and count, and whether they are in the packed form.
+local function fixed_window_read(key, index)
+  -- The count stored for window `index` (0 for any other window's), and whether the state
+  -- is this window's integer (so INCRBY can add to it).
   local raw = redis.call('GET', key)
   if not raw then
-    return nil, 0, false
+    return 0, false
   end
   local packed = tonumber(raw)
   if packed then
-    local stored_index = floordiv(packed, FIXED_WINDOW_PACK)
-    return stored_index, packed - stored_index * FIXED_WINDOW_PACK, true
+    local residue = packed % FIXED_WINDOW_INDEXES
+    if residue ~= index % FIXED_WINDOW_INDEXES then
+      return 0, false
+    end
+    return (packed - residue) / FIXED_WINDOW_INDEXES, true
   end
-  local index, used = string.match(raw, '^(%d+) (%d+)$')
-  return tonumber(index), tonumber(used), false
+  local stored_index, used = string.match(raw, '^(%d+) (%d+)$')
+  if tonumber(stored_index) == index then
+    return tonumber(used), false
+  end
+  return 0, false
 end
 
 local function fixed_window(key, now, rule, cost)
   local index = floordiv(now, rule.period)
   local window_end_in = (index + 1) * rule.period - now
-  local stored_index, stored_used, packed = fixed_window_read(key)
-  local used = 0
-  local same_window = stored_index == index
-  if same_window then
-    used = stored_used
-  end
+  local used, in_place = fixed_window_read(key, index)
   if used + cost <= rule.capacity then
     used = used + cost
     local ttl = 0
@@ -39,14 +44,12 @@ local function fixed_window(key, now, rule, cost)
       ttl = window_end_in
     end
     return decision(true, rule, rule.capacity - used, ttl, 0, 0, function()
-      if same_window and packed and used < FIXED_WINDOW_PACK then
+      if in_place then
         -- The common case: one more request in a window already stored. Adding in place
         -- keeps the TTL and formats no number but the cost.
-        redis.call('INCRBY', key, cost == 1 and '1' or cost)
-      elseif used < FIXED_WINDOW_PACK then
-        store_value(key, ttl, index * FIXED_WINDOW_PACK + used)
+        redis.call('INCRBY', key, cost == 1 and '4' or cost * FIXED_WINDOW_INDEXES)
       else
-        store_ints(key, ttl, {index, used})
+        store_value(key, ttl, used * FIXED_WINDOW_INDEXES + index % FIXED_WINDOW_INDEXES)
       end
     end)
   end

@@ -1,43 +1,44 @@
 -- sliding_window: weighted two-window counter over calendar-aligned windows.
--- KEYS[k]   state: (window index mod 2048) * 2^42 + current * 2^21 + previous, one integer
---           below 2^53 (Redis keeps it inside the key's object, no string allocated);
---           "index current previous" once a count reaches 2^21 (the only form earlier
---           versions wrote; both are read). The window index is now // period. TTL to the
---           end of the next window: PX rounds it up by less than 1 ms and Redis keeps a key
---           through the millisecond it expires at, so a key still held was written in window
---           index, index - 1 or, within that millisecond, index - 2. The index mod 2048 tells
---           them apart; index - 2 reads as stale, like any older state.
+-- KEYS[k]   state: (previous * 2^25 + current) * 4 + (window index mod 4), one integer below
+--           2^53: a first window's small count stays below 10,000, where Redis shares one
+--           integer object among all keys (no allocation at all), and larger states are
+--           kept inside the key's object; "index current previous", a string, once a count
+--           reaches 2^25 (and as development versions wrote it: both are read). The index
+--           is now // period. TTL to the end of the next window, set by the window's first
+--           write; later writes in the same window add to the integer with INCRBY, which
+--           keeps it. A key still held was written in this window, the last or, within the
+--           millisecond Redis keeps it past its expiry, the one before: the index mod 4
+--           tells them apart, and two windows back reads as stale, like any older state.
 -- rule      count, period, capacity (= count)          cost: units to charge
 -- returns   decision(); its write stores the counts
 -- The weighting runs on doubles in the same order as sliding_window.py, so both round alike.
-local SLIDING_WINDOW_PACK = 2097152 -- 2^21: counts below it are packed
-local SLIDING_WINDOW_INDEXES = 2048 -- window indexes kept apart in the packed form
-local SLIDING_WINDOW_INDEX_PACK = SLIDING_WINDOW_PACK * SLIDING_WINDOW_PACK -- 2^42
+local SLIDING_WINDOW_PACK = 33554432 -- 2^25: counts below it are packed
+local SLIDING_WINDOW_INDEXES = 4 -- window indexes told apart in the packed form
 
 local function sliding_window_read(key, index)
-  -- The stored window index, current and previous, or nil. A packed index is taken as the
-  -- latest index up to `index` with its residue: index, index - 1, or older (stale).
+  -- The stored window index, current and previous, or nil, and whether the state is the
+  -- packed integer. A packed index is taken as the latest index up to `index` with its
+  -- residue: index, index - 1, or older (stale).
   local raw = redis.call('GET', key)
   if not raw then
     return nil
   end
-  local stored_index, current, previous = string.match(raw, '^(%d+) (%d+) (%d+)$')
-  if stored_index then
-    return tonumber(stored_index), tonumber(current), tonumber(previous)
-  end
   local packed = tonumber(raw)
-  local residue = floordiv(packed, SLIDING_WINDOW_INDEX_PACK)
-  local counts = packed - residue * SLIDING_WINDOW_INDEX_PACK
-  local packed_current = floordiv(counts, SLIDING_WINDOW_PACK)
+  if not packed then
+    local stored_index, current, previous = string.match(raw, '^(%d+) (%d+) (%d+)$')
+    return tonumber(stored_index), tonumber(current), tonumber(previous), false
+  end
+  local residue = packed % SLIDING_WINDOW_INDEXES
+  local counts = (packed - residue) / SLIDING_WINDOW_INDEXES
+  local current = counts % SLIDING_WINDOW_PACK
   local behind = (index - residue) % SLIDING_WINDOW_INDEXES
-  return index - behind, packed_current, counts - packed_current * SLIDING_WINDOW_PACK
+  return index - behind, current, (counts - current) / SLIDING_WINDOW_PACK, true
 end
 
 local function sliding_window_store(key, ttl, index, current, previous)
   if current < SLIDING_WINDOW_PACK and previous < SLIDING_WINDOW_PACK then
-    local residue = index % SLIDING_WINDOW_INDEXES
-    store_value(key, ttl, fmt(residue * SLIDING_WINDOW_INDEX_PACK
-      + current * SLIDING_WINDOW_PACK + previous))
+    store_value(key, ttl, (previous * SLIDING_WINDOW_PACK + current) * SLIDING_WINDOW_INDEXES
+      + index % SLIDING_WINDOW_INDEXES)
   else
     store_ints(key, ttl, {index, current, previous})
   end
@@ -73,8 +74,9 @@ local function sliding_window(key, now, rule, cost)
   local window_start = now - elapsed
   local index = floordiv(now, period)
   local current, previous = 0, 0
-  local stored_index, stored_current, stored_previous = sliding_window_read(key, index)
-  if stored_index == index then
+  local stored_index, stored_current, stored_previous, packed = sliding_window_read(key, index)
+  local same_window = stored_index == index
+  if same_window then
     current, previous = stored_current, stored_previous
   elseif stored_index == index - 1 then
     previous = stored_current
@@ -86,7 +88,13 @@ local function sliding_window(key, now, rule, cost)
     local ttl = window_start + 2 * period - now
     return decision(true, rule, rule.capacity - used,
       sliding_window_reset(current, previous, period, elapsed), 0, 0, function()
-        sliding_window_store(key, ttl, index, current, previous)
+        if same_window and packed and current < SLIDING_WINDOW_PACK then
+          -- One more request in a window already stored: add to `current` in place, which
+          -- keeps the TTL and formats no number but the cost.
+          redis.call('INCRBY', key, cost == 1 and '4' or cost * SLIDING_WINDOW_INDEXES)
+        else
+          sliding_window_store(key, ttl, index, current, previous)
+        end
       end)
   end
   local room = rule.capacity - current - cost

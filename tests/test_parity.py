@@ -59,13 +59,13 @@ class PersistingRedisStorage(ClockedRedisStorage):
     the manual clock is :attr:`EXPIRY_GRACE_PERIODS` periods past that TTL. Until then expiry
     is left to the algorithms: a state past its TTL must decide like no state, which memory
     (that drops it) and Redis (that keeps it) then check against each other. Later, Redis
-    would long have expired it, and ``sliding_window``, which keeps its window index modulo
-    2048, relies on that. The script, packing and unpacking are the real ones.
+    would long have expired it, and ``fixed_window`` and ``sliding_window``, which keep their
+    window index modulo 4, rely on that. The script, packing and unpacking are the real ones.
     """
 
-    #: How late a key is expired, in periods of its rule: far past its TTL, but before a
-    #: ``sliding_window`` index modulo 2048 comes round again.
-    EXPIRY_GRACE_PERIODS = 1000
+    #: How late a key is expired, in periods of its rule: a whole period past its TTL, but
+    #: before a ``fixed_window`` or ``sliding_window`` index modulo 4 comes round again.
+    EXPIRY_GRACE_PERIODS = 1
 
     def __init__(self, client: redis.Redis, clock: ManualClock) -> None:
         super().__init__(client, clock)
@@ -252,14 +252,19 @@ def test_sliding_window_rounds_the_previous_weight_up_in_lua(lua_client: redis.R
     assert results[2].decisions[0].retry_after_us == 1
 
 
-def test_sliding_window_state_is_gone_before_its_packed_index_comes_round(
-    lua_client: redis.Redis,
+@pytest.mark.parametrize(
+    ("algorithm", "last_remaining"),
+    # A window later, the fixed window is whole again; the sliding one still weighs 3.
+    [(Algorithm.FIXED_WINDOW, 4), (Algorithm.SLIDING_WINDOW, 1)],
+)
+def test_window_state_is_gone_before_its_packed_index_comes_round(
+    lua_client: redis.Redis, algorithm: Algorithm, last_remaining: int
 ) -> None:
-    # The packed state keeps the window index modulo 2048: 2048 windows on it would read as
-    # this window's, were the key not expired long before (here by the harness).
-    steps = [(W, 3), (W + 2048 * P, 3), (W + 2049 * P, 0)]
-    results = _sequence(lua_client, Algorithm.SLIDING_WINDOW, steps)
-    assert [r.decisions[0].remaining for r in results] == [1, 1, 1]
+    # The packed state keeps the window index modulo 4: 4 windows on it would read as this
+    # window's, were the key not expired before (here by the harness).
+    steps = [(W, 3), (W + 4 * P, 3), (W + 5 * P, 0)]
+    results = _sequence(lua_client, algorithm, steps)
+    assert [r.decisions[0].remaining for r in results] == [1, 1, last_remaining]
 
 
 def test_leaky_bucket_retry_waits_for_max_delay_in_lua(lua_client: redis.Redis) -> None:

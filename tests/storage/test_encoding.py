@@ -12,7 +12,11 @@ from flask_quota.storage import MemoryStorage
 from flask_quota.storage.base import Check
 from tests._support import ClockedRedisStorage, ManualClock
 
-PACK = 2**21
+HOUR_US = 3_600_000_000
+#: How many window indexes a packed window state tells apart (its low bits: index mod 4).
+INDEXES = 4
+#: Where a packed sliding_window state keeps its previous count.
+PACK = 2**25
 
 
 def key(prefix: str, algorithm: Algorithm) -> str:
@@ -23,35 +27,60 @@ def test_fixed_window_state_is_one_integer(
     redis_client: redis.Redis, key_prefix: str, clock: ManualClock
 ) -> None:
     storage = ClockedRedisStorage(redis_client, clock)
-    rule = Rule.build(Algorithm.FIXED_WINDOW, parse_limit("100/hour"))
-    storage.evaluate([Check(key=key(key_prefix, Algorithm.FIXED_WINDOW), rule=rule, cost=3)])
+    rule = Rule.build(Algorithm.FIXED_WINDOW, parse_limit("100000/hour"))
+    k = key(key_prefix, Algorithm.FIXED_WINDOW)
+    index = clock.now_us // 3_600_000_000
+    storage.evaluate([Check(key=k, rule=rule, cost=3)])
+    assert redis_client.get(k) == str(3 * INDEXES + index % INDEXES).encode()
+    storage.evaluate([Check(key=k, rule=rule, cost=4000)])  # added in place
+    assert redis_client.get(k) == str(4003 * INDEXES + index % INDEXES).encode()
+    assert redis_client.object("encoding", k) == b"int"
 
-    stored = redis_client.get(key(key_prefix, Algorithm.FIXED_WINDOW))
-    assert stored == str((clock.now_us // 3_600_000_000) * PACK + 3).encode()
-    assert redis_client.object("encoding", key(key_prefix, Algorithm.FIXED_WINDOW)) == b"int"
 
-
-def test_fixed_window_counts_past_the_packed_range_exactly(
+def test_fixed_window_counts_the_largest_limits_exactly(
     redis_client: redis.Redis, key_prefix: str, clock: ManualClock
 ) -> None:
-    redis_storage = ClockedRedisStorage(redis_client, clock)
-    memory = MemoryStorage(clock)
-    rule = Rule.build(Algorithm.FIXED_WINDOW, parse_limit("3000000/hour"))
+    redis_storage, memory = ClockedRedisStorage(redis_client, clock), MemoryStorage(clock)
+    rule = Rule.build(Algorithm.FIXED_WINDOW, parse_limit("1000000000/hour"))
     k = key(key_prefix, Algorithm.FIXED_WINDOW)
-    for cost in (PACK - 1, 1, 5, 900_000, 100_000, 0):
+    for cost in (999_999_990, 5, 4, 2, 1, 0):
         checks = [Check(key=k, rule=rule, cost=cost)]
         assert redis_storage.evaluate(checks) == memory.evaluate(checks), cost
-        clock.advance(1)
-    assert b" " in redis_client.get(k)  # past 2**21 units: the "index used" form
+    assert redis_storage.evaluate(checks).decisions[0].remaining == 0
 
 
-HOUR_US = 3_600_000_000
-#: 2**42: where a packed sliding_window state keeps its window index modulo 2048.
-INDEX_PACK = PACK * PACK
+def test_fixed_window_reads_the_string_state_of_earlier_versions(
+    redis_client: redis.Redis, key_prefix: str, clock: ManualClock
+) -> None:
+    storage = ClockedRedisStorage(redis_client, clock)
+    rule = Rule.build(Algorithm.FIXED_WINDOW, parse_limit("10/hour"))
+    k = key(key_prefix, Algorithm.FIXED_WINDOW)
+    index = clock.now_us // 3_600_000_000
+    for stored, used in [(f"{index} 7", 7), (f"{index - 1} 7", 0), (f"{index + 4} 7", 0)]:
+        redis_client.set(k, stored, px=3_600_000)
+        result = storage.evaluate([Check(key=k, rule=rule, cost=1)])
+        assert result.decisions[0].remaining == 10 - used - 1, stored
+        # Rewritten in the integer form, which later requests add to.
+        assert redis_client.get(k) == str((used + 1) * INDEXES + index % INDEXES).encode()
+
+
+def test_fixed_window_state_of_the_last_window_counts_for_nothing(
+    redis_client: redis.Redis, key_prefix: str, clock: ManualClock
+) -> None:
+    # Redis keeps a key through the millisecond it expires in: read then, the state is the
+    # last window's.
+    storage = ClockedRedisStorage(redis_client, clock)
+    rule = Rule.build(Algorithm.FIXED_WINDOW, parse_limit("4/hour"))
+    k = key(key_prefix, Algorithm.FIXED_WINDOW)
+    clock.advance(us=HOUR_US - clock.now_us % HOUR_US - 1)  # the window's last microsecond
+    assert storage.evaluate([Check(key=k, rule=rule, cost=4)]).allowed
+    clock.advance(us=600)  # 599 µs into the next window
+    result = storage.evaluate([Check(key=k, rule=rule, cost=4)])
+    assert result.allowed and result.decisions[0].remaining == 0
 
 
 def sliding_window_packed(index: int, current: int, previous: int) -> bytes:
-    return str((index % 2048) * INDEX_PACK + current * PACK + previous).encode()
+    return str((previous * PACK + current) * INDEXES + index % INDEXES).encode()
 
 
 def test_sliding_window_state_is_one_integer(
@@ -74,8 +103,8 @@ def test_sliding_window_state_is_one_integer(
 def test_sliding_window_packed_index_carries_across_its_wrap(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    # The index modulo 2048 goes from 2047 to 0: the state is still the previous window's.
-    last = 2048 * 240 + 2047
+    # The index modulo 4 goes from 3 to 0: the state is still the previous window's.
+    last = 4 * 122_500 + 3
     clock = ManualClock(last * HOUR_US + HOUR_US // 2)
     redis_storage, memory = ClockedRedisStorage(redis_client, clock), MemoryStorage(clock)
     rule = Rule.build(Algorithm.SLIDING_WINDOW, parse_limit("10/hour"))
@@ -83,7 +112,7 @@ def test_sliding_window_packed_index_carries_across_its_wrap(
     assert redis_storage.evaluate(checks) == memory.evaluate(checks)
     assert redis_client.get(checks[0].key) == sliding_window_packed(last, 6, 0)
 
-    clock.advance(3600)  # half way into window 2048 * 241: ceil(6 / 2) = 3 still count
+    clock.advance(3600)  # half way into window 4 * 122_501: ceil(6 / 2) = 3 still count
     result = redis_storage.evaluate(checks)
     assert result == memory.evaluate(checks)
     assert result.decisions[0].remaining == 10 - 3 - 6
@@ -95,14 +124,14 @@ def test_sliding_window_counts_past_the_packed_range_exactly(
 ) -> None:
     redis_storage = ClockedRedisStorage(redis_client, clock)
     memory = MemoryStorage(clock)
-    rule = Rule.build(Algorithm.SLIDING_WINDOW, parse_limit("5000000/hour"))
+    rule = Rule.build(Algorithm.SLIDING_WINDOW, parse_limit("50000000/hour"))
     k = key(key_prefix, Algorithm.SLIDING_WINDOW)
-    # (advance µs, cost, the stored form after it): packed while both counts are below 2**21
+    # (advance µs, cost, the stored form after it): packed while both counts are below 2**25
     steps = [
         (0, PACK - 1, "int"),
-        (1, 1, "string"),  # current reaches 2**21
+        (1, 1, "string"),  # current reaches 2**25
         (1, 5, "string"),
-        (HOUR_US, 1, "string"),  # the next window: previous holds 2**21 + 5
+        (HOUR_US, 1, "string"),  # the next window: previous holds 2**25 + 5
         (HOUR_US, 1, "int"),  # and the one after: previous is 1
         (HOUR_US // 2, 0, "int"),
     ]
