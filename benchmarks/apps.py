@@ -8,7 +8,9 @@ Every app has the same shape, so the contenders differ only in the limiter:
 
 ``create_app`` puts flask-quota, Flask-Limiter or nothing in front of it, with 1 limit (per IP,
 on the view) or 4 stacked limits (global, blueprint, per user, per IP), fixed window in both,
-rate-limit headers on in both. gunicorn loads it as ``'apps:create_app("flask-quota", "redis://...")'``.
+rate-limit headers on in both. A fourth contender, ``one-round-trip``, is no limiter but its
+floor: one bare ``EVALSHA`` per request and nothing else. gunicorn loads an app as
+``'apps:create_app("flask-quota", "redis://...")'``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import redis
 from flask import Blueprint, Flask, g, request
 from flask_limiter import ApplicationLimit, Limiter
 from flask_limiter.util import get_remote_address
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from flask_quota import Quota, by_ip, by_user
 
@@ -39,6 +43,12 @@ IP_LIMIT: Final = "1000000/day"
 #: The per-IP limit of the refusing variant: the first request is admitted, every later one is
 #: refused by the last limit checked, after the three others have been looked at.
 REFUSING_IP_LIMIT: Final = "1/day"
+#: A script that does nothing: one ``EVALSHA`` of it is the floor of any one-call design.
+EMPTY_SCRIPT: Final = "return 0"
+#: Where the one-round-trip app keeps its redis-py client, for :func:`redis_pool`.
+ROUND_TRIP_EXTENSION: Final = "bench.one_round_trip"
+#: flask-quota's socket timeouts (its ``QUOTA_STORAGE_TIMEOUT`` default), in seconds.
+REDIS_TIMEOUT_S: Final = 0.1
 
 View = Callable[[], dict[str, Any]]
 
@@ -47,6 +57,8 @@ class Contender(enum.StrEnum):
     NONE = "none"
     QUOTA = "flask-quota"
     LIMITER = "flask-limiter"
+    #: Not a limiter: one bare round trip per request (see :func:`_with_one_round_trip`).
+    ONE_ROUND_TRIP = "one-round-trip"
 
 
 def authenticate() -> None:
@@ -79,6 +91,7 @@ def create_app(
 
     Both limiters keep their default key prefixes. Apps on one Redis may share counters (the
     benchmarks flush the server between phases); with limits this large that changes nothing.
+    The one-round-trip app has no limits: ``limits`` and ``refuse`` change nothing in it.
 
     :param refuse: use :data:`REFUSING_IP_LIMIT` as the per-IP limit.
     """
@@ -96,6 +109,9 @@ def create_app(
             view = _with_quota(app, blueprint, redis_url, limits, ip_limit)
         case Contender.LIMITER:
             view = _with_limiter(app, blueprint, redis_url, limits, ip_limit)
+        case Contender.ONE_ROUND_TRIP:
+            _with_one_round_trip(app, redis_url)
+            view = item
     blueprint.add_url_rule("/item", view_func=view, methods=["GET"])
     app.register_blueprint(blueprint, url_prefix="/api")
     return app
@@ -144,6 +160,29 @@ def _with_limiter(
     return view
 
 
+def _with_one_round_trip(app: Flask, redis_url: str) -> None:
+    """The floor of any limiter that makes one round trip per request: a ``before_request``
+    hook (after :func:`authenticate`) making one ``EVALSHA`` of :data:`EMPTY_SCRIPT` and
+    nothing else: no key, no decision, no headers.
+
+    The client is built as flask-quota builds its own (same timeouts, redis-py's retries off),
+    and the script registered once, at app creation.
+    """
+    client = redis.Redis.from_url(
+        redis_url,
+        socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
+    )
+    script = client.register_script(EMPTY_SCRIPT)
+
+    def round_trip() -> None:
+        script()  # its reply (0) is dropped: a hook returning anything but None is the response
+
+    app.before_request(round_trip)
+    app.extensions[ROUND_TRIP_EXTENSION] = client
+
+
 def quota_storage(app: Flask) -> Any:
     """flask-quota's storage object of ``app`` (private state: only the benchmarks look)."""
     return app.extensions["quota.state"].storage
@@ -156,6 +195,10 @@ def redis_pool(app: Flask) -> redis.ConnectionPool | None:
     """
     if "quota.state" in app.extensions:
         pool: redis.ConnectionPool = quota_storage(app).client.connection_pool
+        return pool
+    if ROUND_TRIP_EXTENSION in app.extensions:
+        client: redis.Redis = app.extensions[ROUND_TRIP_EXTENSION]
+        pool = client.connection_pool
         return pool
     for limiter in app.extensions.get("limiter", ()):
         pool = limiter.storage.storage.connection_pool

@@ -4,9 +4,11 @@ Usage: ``python benchmarks/bench_e2e.py [--quick] [--profile]`` from the reposit
 the interpreter of the venv whose ``flask_quota`` is to be measured.
 
 Each contender is an app from ``apps.py`` (same view, same authentication hook; 1 limit per IP,
-or 4 stacked: global, blueprint, per user, per IP; fixed window; headers on), called through its
-WSGI callable with a prepared environ: no sockets, no test client, so the only network traffic is
-the limiter's own, to a private ``redis-server`` on a free loopback port (``_redis_server.py``).
+or 4 stacked: global, blueprint, per user, per IP; fixed window; headers on), plus the same app
+with one bare ``EVALSHA`` per request and no limiter (the floor of any limiter that makes one
+round trip), each called through its WSGI callable with a prepared environ: no sockets, no test
+client, so the only network traffic is the limiter's own, to a private ``redis-server`` on a
+free loopback port (``_redis_server.py``).
 
 1. traffic: round trips, commands and bytes per request, counted on the limiter's own connection
    pool (``_wire.CountingConnection`` put in place of its connection class), and commands the
@@ -63,7 +65,9 @@ WARMUP_REQUESTS: Final = 50
 #: Microseconds per request of each runner (an app or a reference row), one per round.
 Samples = dict[str, list[float]]
 #: A script that does nothing: one ``EVALSHA`` round trip is the floor of any one-call design.
-EMPTY_SCRIPT: Final = "return 0"
+EMPTY_SCRIPT: Final = apps.EMPTY_SCRIPT
+#: The app with one bare EVALSHA per request, as labelled in the report.
+ONE_ROUND_TRIP_LABEL: Final = f"one round trip (Flask app, EVALSHA {EMPTY_SCRIPT!r})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +94,8 @@ class Scenario:
     def label(self) -> str:
         if self.contender is Contender.NONE:
             return "no limiter"
+        if self.contender is Contender.ONE_ROUND_TRIP:
+            return ONE_ROUND_TRIP_LABEL
         return f"{self.contender.value} x{self.limits}" + (" refused" if self.refuse else "")
 
     @property
@@ -101,6 +107,7 @@ class Scenario:
 
 
 NO_LIMITER: Final = Scenario(contender=Contender.NONE)
+ONE_ROUND_TRIP: Final = Scenario(contender=Contender.ONE_ROUND_TRIP)
 QUOTA_1: Final = Scenario(contender=Contender.QUOTA, limits=1)
 LIMITER_1: Final = Scenario(contender=Contender.LIMITER, limits=1)
 QUOTA_4: Final = Scenario(contender=Contender.QUOTA, limits=4)
@@ -109,6 +116,7 @@ QUOTA_4_REFUSED: Final = Scenario(contender=Contender.QUOTA, limits=4, refuse=Tr
 LIMITER_4_REFUSED: Final = Scenario(contender=Contender.LIMITER, limits=4, refuse=True)
 SCENARIOS: Final = (
     NO_LIMITER,
+    ONE_ROUND_TRIP,
     QUOTA_1,
     LIMITER_1,
     QUOTA_4,
