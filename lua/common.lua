@@ -74,8 +74,9 @@ local function refusal_retry(rule, cost, wait_us)
 end
 
 local function decision(allowed, rule, remaining, reset_us, retry_us, delay_us, write)
-  return {
-    allowed = allowed, limit = rule.capacity, remaining = remaining,
-    reset = reset_us, retry = retry_us, delay = delay_us, write = write,
-  }
+  -- What every algorithm returns, as multiple values (a table per check costs more):
+  -- allowed, limit, remaining, reset_us, retry_us, delay_us, and the write to perform if
+  -- the whole batch admits (nil when refused). A write must not read `rule`: the dispatcher
+  -- reuses that table for the next check.
+  return allowed, rule.capacity, remaining, reset_us, retry_us, delay_us, write
 end

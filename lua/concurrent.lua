@@ -2,7 +2,7 @@
 -- expires on its own if the worker holding it dies before releasing it.
 -- KEYS[k]   sorted set: member = request token, score = lease expiry (integer microseconds)
 -- capacity  requests in flight at most; lease_us: how long an unreleased slot is kept
--- returns   decision(); its write drops expired leases and adds this request's
+-- returns   decision()'s values; its write drops expired leases, adds this request's
 local function concurrent(key, now, capacity, lease, token)
   local rule = {capacity = capacity, period = lease}
   local held = redis.call('ZCOUNT', key, '(' .. fmt(now), '+inf')

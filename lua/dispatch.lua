@@ -75,9 +75,9 @@ local function encode()
   return struct.pack(REPLY_HEADER, unpack(reply)) .. table.concat(reported)
 end
 
-local function report(d)
-  reported[#reported + 1] = struct.pack(DECISION, d.allowed and 1 or 0, d.limit, d.remaining,
-    d.reset, d.retry, d.delay)
+local function report(allowed, limit, remaining, reset, retry, delay)
+  reported[#reported + 1] = struct.pack(DECISION, allowed and 1 or 0, limit, remaining, reset,
+    retry, delay)
 end
 
 for j = 1, use_allow and m or 0 do
@@ -97,23 +97,21 @@ for j = 1, use_block and m or 0 do
 end
 
 local writes = {}
+local rule = {}  -- one table for every check: the algorithms' writes never read it
 for i = 1, n do
-  local algorithm, count, period, capacity, emission, max_delay, cost, dry_run, subject
-  algorithm, count, period, capacity, emission, max_delay, cost, dry_run, subject, pos =
-    struct.unpack(CHECK, batch, pos)
+  local algorithm, cost, dry_run, subject
+  algorithm, rule.count, rule.period, rule.capacity, rule.emission, rule.max_delay, cost,
+    dry_run, subject, pos = struct.unpack(CHECK, batch, pos)
   local decide = ALGORITHMS[algorithm]
   if not decide then
     return redis.error_reply('flask-quota: unknown algorithm ' .. tostring(algorithm))
   end
-  local rule = {
-    count = count, period = period, capacity = capacity, emission = emission,
-    max_delay = max_delay,
-  }
-  local d = decide(KEYS[i], now_us, rule, cost)
-  report(d)
-  if d.allowed then
+  local allowed, limit, remaining, reset, retry, delay, write = decide(KEYS[i], now_us, rule,
+    cost)
+  report(allowed, limit, remaining, reset, retry, delay)
+  if allowed then
     if cost > 0 then
-      writes[#writes + 1] = d.write
+      writes[#writes + 1] = write
     end
   elseif dry_run ~= 1 then
     reply[1] = i
@@ -126,14 +124,15 @@ local slots = {}
 for k = 1, s do
   local capacity, lease, subject
   capacity, lease, subject, pos = struct.unpack(SLOT, batch, pos)
-  local d = concurrent(KEYS[n + stride * m + k], now_us, capacity, lease, ARGV[1 + k])
-  if not d.allowed then
-    report(d)
+  local allowed, limit, remaining, reset, retry, delay, write = concurrent(
+    KEYS[n + stride * m + k], now_us, capacity, lease, ARGV[1 + k])
+  if not allowed then
+    report(allowed, limit, remaining, reset, retry, delay)
     reply[1] = n + k
     reply[5] = count_refusal(subject)
     return encode()
   end
-  slots[#slots + 1] = d.write
+  slots[#slots + 1] = write
 end
 
 for i = 1, #writes do

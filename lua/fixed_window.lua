@@ -8,7 +8,7 @@
 --           keeps it past its expiry, the last one: the index mod 4 tells them apart.
 --           ("index used", a string, is read too: development versions wrote it.)
 -- rule      count, period, capacity (= count)          cost: units to charge
--- returns   decision(); its write stores the new count
+-- returns   decision()'s values; its write stores the new count
 local FIXED_WINDOW_INDEXES = 4 -- window indexes told apart in the state
 
 local function fixed_window_read(key, index)

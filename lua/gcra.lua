@@ -1,7 +1,7 @@
 -- gcra: admit `cost` cells unless the theoretical arrival time is too far ahead.
 -- KEYS[k]   TAT of this identity, integer microseconds (string), TTL until it passes
 -- rule      capacity (burst), emission (µs per cell), period      cost: cells
--- returns   decision(); its write stores the new TAT
+-- returns   decision()'s values; its write stores the new TAT
 local function gcra(key, now, rule, cost)
   local interval = rule.emission
   local window = rule.capacity * interval

@@ -1,7 +1,7 @@
 -- leaky_bucket: a queue of `capacity` units drained one per `emission` microseconds.
 -- KEYS[k]   state "drained_at_us" (when the queue is empty), TTL until then
 -- rule      capacity (burst), emission, max_delay (µs), period     cost: units to queue
--- returns   decision() with delay = how long the admitted request waits for its turn
+-- returns   decision()'s values, with delay = how long the admitted request waits for its turn
 local function leaky_bucket(key, now, rule, cost)
   local capacity, interval = rule.capacity, rule.emission
   local drained_at = now

@@ -1,7 +1,7 @@
 -- sliding_log: exact log of admission times, one list entry per unit, oldest first.
 -- KEYS[k]   list of admission times (integer microseconds), TTL until the newest expires
 -- rule      count, period, capacity (= count)          cost: units to charge
--- returns   decision(); its write trims expired entries and appends `cost` entries
+-- returns   decision()'s values; its write trims expired entries and appends `cost` entries
 local function sliding_log(key, now, rule, cost)
   local period = rule.period
   local length = redis.call('LLEN', key)

@@ -10,7 +10,7 @@
 --           millisecond Redis keeps it past its expiry, the one before: the index mod 4
 --           tells them apart, and two windows back reads as stale, like any older state.
 -- rule      count, period, capacity (= count)          cost: units to charge
--- returns   decision(); its write stores the counts
+-- returns   decision()'s values; its write stores the counts
 -- The weighting runs on doubles in the same order as sliding_window.py, so both round alike.
 local SLIDING_WINDOW_PACK = 33554432 -- 2^25: counts below it are packed
 local SLIDING_WINDOW_INDEXES = 4 -- window indexes told apart in the packed form

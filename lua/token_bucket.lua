@@ -1,7 +1,7 @@
 -- token_bucket: `capacity` tokens, one more every `emission` microseconds, whole tokens only.
 -- KEYS[k]   state "tokens refilled_at_us", TTL until the bucket is full again
 -- rule      capacity (burst), emission (µs per token), period    cost: tokens to take
--- returns   decision(); its write stores the tokens left
+-- returns   decision()'s values; its write stores the tokens left
 local function token_bucket(key, now, rule, cost)
   local capacity, interval = rule.capacity, rule.emission
   local tokens, refilled_at = capacity, now
