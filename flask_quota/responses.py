@@ -6,8 +6,9 @@ client that waits the advertised seconds is never refused for having come a frac
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from ._config import ErrorFormat, HeaderStyle, ResetFormat
@@ -21,9 +22,11 @@ def ceil_seconds(us: int) -> int:
     return max(0, -(-us // US))
 
 
+@lru_cache(maxsize=256)
 def iso8601(epoch_s: int) -> str:
-    """``2026-11-24T10:30:10Z``."""
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``2026-11-24T10:30:10Z``. Cached: the resets a process reports cluster on a few
+    seconds (every client of a window shares its end), and formatting costs ~2 us."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,8 +143,8 @@ def test_an_unhandled_refusal_is_answered_unraised_and_byte_identical(
     mimetype = "application/problem+json" if error_format == "problem" else "application/json"
     assert [name for name, _ in headers] == [
         "Content-Type",
-        "Retry-After",
         "Content-Length",
+        "Retry-After",
         *rate_limit_headers,
     ]
     assert fast_response.headers["Content-Type"] == mimetype
