@@ -113,7 +113,7 @@ def check_request(
 ) -> Response | None:
     """Apply ``plan`` to the current request: ``None`` to go on, the 429 response to answer
     with when refused and nothing would reshape it; else raises the 429 (or the 503)."""
-    if any(request_filter() for request_filter in request_filters):
+    if request_filters and any(request_filter() for request_filter in request_filters):
         state.metrics.send((m.BYPASSED,))
         return None
     settings = state.settings
@@ -124,7 +124,8 @@ def check_request(
     if _whitelisted(settings, batch.pending):
         state.metrics.send((m.BYPASSED,))
         return None
-    fail_mode = max(batch.fail_modes, key=lambda f: f.strictness)
+    modes = batch.fail_modes
+    fail_mode = next(iter(modes)) if len(modes) == 1 else max(modes, key=lambda f: f.strictness)
     started = time.perf_counter()
     result = _evaluate(app, state, batch, fail_mode)
     check_ms = (time.perf_counter() - started) * 1000
