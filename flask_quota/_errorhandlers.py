@@ -3,8 +3,9 @@
 A refusal is a ``RateLimitExceeded`` that renders itself. Raised from ``before_request`` with no
 handler for it, Flask returns the exception from ``handle_http_exception`` and ``make_response``
 runs it as a WSGI app (``Response.force_type`` -> ``run_wsgi_app``: an environ copy, the response
-built twice), which makes a refusal dearer than an admission. When nothing would shape it, the
-hook returns ``get_response()`` itself: the same bytes, without the detour.
+built twice), which makes a refusal dearer than an admission. When nothing would shape it (no
+handler applies and ``TRAP_HTTP_EXCEPTIONS`` is off), the hook returns ``get_response()``
+itself: the same bytes, without the detour.
 """
 
 from __future__ import annotations
@@ -15,24 +16,20 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 
-def renders_itself(app: Flask, error: HTTPException, blueprints: Sequence[str]) -> bool:
-    """Whether Flask would answer ``error`` with its own ``get_response()``: not trapped
-    (``TRAP_HTTP_EXCEPTIONS``) and no error handler of ``app`` or of ``blueprints`` (the
-    request's, innermost first, as ``request.blueprints`` gives them) applies to it.
+def has_handler(app: Flask, error_class: type[HTTPException], blueprints: Sequence[str]) -> bool:
+    """Whether an error handler of ``app`` or of ``blueprints`` applies to ``error_class``.
 
     Flask's own lookup (``_find_error_handler``) is private, so this repeats its search over
     the documented registry, ``app.error_handler_spec``: by code then by ``None``, each in the
     blueprints then the app, each over the exception's MRO. It reads with ``.get`` only: the
     registry is made of defaultdicts, and indexing would add an entry per blueprint and code.
     """
-    if app.trap_http_exception(error):
-        return False
     spec = app.error_handler_spec
-    classes = type(error).__mro__
-    for code in (error.code, None):
+    classes = error_class.__mro__
+    for code in (error_class.code, None):
         for name in (*blueprints, None):
             scoped = spec.get(name)
             handlers = scoped.get(code) if scoped else None
             if handlers and any(handlers.get(cls) is not None for cls in classes):
-                return False
-    return True
+                return True
+    return False

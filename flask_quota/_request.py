@@ -23,7 +23,7 @@ from werkzeug.wrappers import Response
 from . import live, signals
 from . import metrics as m
 from ._config import FailMode, KeyFunc, Settings
-from ._errorhandlers import renders_itself
+from ._errorhandlers import has_handler
 from ._registry import AppliedLimit, CompiledConcurrency, CompiledSpec, Plan
 from ._state import AppState
 from .algorithms import Decision
@@ -428,8 +428,14 @@ def _refuse(app: Flask, state: AppState, report: Reported, now_us: int, identity
         identity=identity,
         problem=settings.error_format.value == "problem",
     )
-    if not renders_itself(app, error, request.blueprints):
-        raise error
+    current = request._get_current_object()  # type: ignore[attr-defined]
+    handled = state.refusal_handled.get(current.endpoint)
+    if handled is None:
+        handled = state.refusal_handled[current.endpoint] = has_handler(
+            app, RateLimitExceeded, current.blueprints
+        )
+    if handled or app.trap_http_exception(error):
+        raise error  # for the app's error handler, or trapped (TRAP_HTTP_EXCEPTIONS)
     return error.get_response()
 
 

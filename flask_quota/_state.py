@@ -106,6 +106,9 @@ class AppState:
     #: The last adaptive factor, to log and gauge changes only.
     adaptive_factor: float = 1.0
     in_flight: InFlight = field(default_factory=InFlight)
+    #: Per endpoint: whether an error handler of the app or of the endpoint's blueprints takes
+    #: a refusal (Flask allows no new handler once requests are served, so it is asked once).
+    refusal_handled: dict[str | None, bool] = field(default_factory=dict)
     #: Replaceable in tests, so a leaky_bucket delay need not really sleep.
     sleep: Callable[[float], None] = time.sleep
 
