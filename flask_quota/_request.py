@@ -379,7 +379,7 @@ def _refuse_blocked(
         retry_after_us=remaining_us,
     )
     report = Reported(block, BLOCK_POLICY, ceil_seconds(remaining_us))
-    g._quota = (report, result.now_us)
+    g._quota = (report, result.now_us, settings)
     state.metrics.send((m.DENIED, m.denied_metric(BLOCK_POLICY)), check_ms)
     if log.isEnabledFor(logging.INFO):  # the request's attributes cost lookups: only if read
         log.info(
@@ -485,7 +485,7 @@ def _settle(
             concurrency, identity = batch.slot_specs[refused_index - len(batch.pending)]
             name, limit = concurrency.name, None
             report = Reported(result.decisions[-1], name, ceil_seconds(concurrency.lease_us))
-        g._quota = (report, result.now_us)
+        g._quota = (report, result.now_us, state.settings)
         counters += [m.DENIED, m.denied_metric(name)]
         state.metrics.send(counters, check_ms)
         shown = redact(identity)
@@ -504,7 +504,8 @@ def _settle(
     state.metrics.send(counters, check_ms)
     if constraining_index >= 0:
         constraining = batch.pending[constraining_index]
-        g._quota = (_reported(constraining, result.decisions[constraining_index]), result.now_us)
+        report = _reported(constraining, result.decisions[constraining_index])
+        g._quota = (report, result.now_us, state.settings)
     if delay_us > 0:
         delay_s = delay_us / 1_000_000
         if signals.request_delayed.receivers:

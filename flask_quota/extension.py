@@ -16,7 +16,7 @@ from flask import Blueprint, Flask, Request, Response, current_app, g, request
 from werkzeug.wrappers import Response as WSGIResponse
 
 from . import live
-from ._config import KeyFunc, load_settings
+from ._config import KeyFunc, Settings, load_settings
 from ._registry import (
     CompiledConcurrency,
     CompiledSpec,
@@ -448,12 +448,12 @@ class Quota:
         return check_request(app, state, plan, self._request_filters, method)
 
     def _after_request(self, response: Response) -> Response:
-        reported: tuple[Reported, int] | None = g.get("_quota")
+        # What the check left for the headers, with the settings (no app lookup here).
+        reported: tuple[Reported, int, Settings] | None = g.get("_quota")
         if reported is None:
             return response
-        settings = current_app.extensions[STATE_KEY].settings
+        report, now_us, settings = reported
         if settings.headers_enabled:
-            report, now_us = reported
             headers = response.headers
             for header, value in rate_limit_headers(
                 report, now_us, settings.headers_style, settings.reset_format

@@ -105,7 +105,7 @@ def scale_rule(rule: Rule, factor: float) -> Rule:
     )
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)
 class Decision:
     """One limit's answer to one request, as both Python and Lua compute it.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any
 
 import redis
@@ -87,10 +86,19 @@ def pack_checks(
     return keys, args
 
 
-@lru_cache(maxsize=1024)
+#: A rule's packed fields by ``id(rule)``, with the rule kept alive beside them (so an id is
+#: never reused while its entry stands). Rules are built once at start-up: a dict lookup by id
+#: is cheaper than hashing a frozen dataclass's six fields, as an lru_cache would per check.
+_RULE_FIELDS: dict[int, tuple[Rule, bytes]] = {}
+_RULE_FIELDS_MAX = 4096
+
+
 def _rule_fields(rule: Rule) -> bytes:
-    """A rule's part of ARGV; rules are few and fixed, so packed once."""
-    return _RULE.pack(
+    """A rule's part of ARGV[1], packed once per rule."""
+    entry = _RULE_FIELDS.get(id(rule))
+    if entry is not None and entry[0] is rule:
+        return entry[1]
+    packed = _RULE.pack(
         ALGORITHM_CODES[rule.algorithm],
         rule.count,
         rule.period_us,
@@ -98,6 +106,10 @@ def _rule_fields(rule: Rule) -> bytes:
         rule.emission_us,
         rule.max_delay_us,
     )
+    if len(_RULE_FIELDS) >= _RULE_FIELDS_MAX:  # many dynamic or scaled rules: start over
+        _RULE_FIELDS.clear()
+    _RULE_FIELDS[id(rule)] = (rule, packed)
+    return packed
 
 
 def lists_needed(reply: bytes) -> bool:
@@ -111,14 +123,7 @@ def unpack_reply(reply: bytes) -> BatchResult:
         _REPLY_HEADER.unpack_from(reply)
     )
     decisions = tuple(
-        Decision(
-            allowed=bool(allowed),
-            limit=limit,
-            remaining=remaining,
-            reset_after_us=reset_after_us,
-            retry_after_us=retry_after_us,
-            delay_us=delay_us,
-        )
+        Decision(allowed == 1, limit, remaining, reset_after_us, retry_after_us, delay_us)
         for allowed, limit, remaining, reset_after_us, retry_after_us, delay_us in (
             _DECISION.iter_unpack(memoryview(reply)[_REPLY_HEADER.size :])
         )
