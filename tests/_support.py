@@ -40,6 +40,6 @@ class ClockedRedisStorage(RedisStorage):
     def snapshot_config(self, key: str) -> tuple[dict[str, str], int]:
         return self.read_config(key), self.clock()
 
-    def _run(self, keys: list[str], args: list[bytes | str]) -> bytes:
+    def _run(self, keys: list[bytes], args: list[bytes | str]) -> bytes:
         reply: bytes = self._script(keys=keys, args=[*args, self.clock()])
         return reply

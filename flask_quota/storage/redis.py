@@ -52,7 +52,7 @@ def pack_checks(
     config_key: str | None = None,
     *,
     send_lists: bool = True,
-) -> tuple[list[str], list[bytes | str]]:
+) -> tuple[list[bytes], list[bytes | str]]:
     """KEYS and ARGV for the dispatcher (layout in ``lua/dispatch.lua``).
 
     Every number goes in ARGV[1] as packed 64-bit integers: neither redis-py nor the script
@@ -63,16 +63,22 @@ def pack_checks(
         "lists needed" if they are, and the call must be made again with them.
     """
     send_lists = send_lists or config_key is None
-    keys: list[str] = [check.key for check in checks]
+    # Keys go as bytes (they are ASCII: keys.py escapes identities): redis-py's encoder takes
+    # bytes as they are, and encodes a str through a chain of type checks (~0.6 us a key).
+    keys: list[bytes] = [check.key.encode() for check in checks]
     if send_lists:
         for subject in subjects:
-            keys += [subject.refusals_key, subject.allow_key, subject.block_key]
+            keys += [
+                subject.refusals_key.encode(),
+                subject.allow_key.encode(),
+                subject.block_key.encode(),
+            ]
     else:
-        keys += [subject.refusals_key for subject in subjects]
-    keys += [slot.key for slot in slots]
+        keys += [subject.refusals_key.encode() for subject in subjects]
+    keys += [slot.key.encode() for slot in slots]
     flags = 0
     if config_key is not None:
-        keys.append(config_key)
+        keys.append(config_key.encode())
         flags = _HAS_CONFIG
     if send_lists:
         flags |= _LISTS_SENT
@@ -187,7 +193,7 @@ class RedisStorage:
             reply = self._run(keys, args)
         return unpack_reply(reply)
 
-    def _run(self, keys: list[str], args: list[bytes | str]) -> bytes:
+    def _run(self, keys: list[bytes], args: list[bytes | str]) -> bytes:
         """One ``EVALSHA`` of the script; network trouble becomes :class:`StorageError`."""
         try:
             reply: bytes = self._script(keys=keys, args=args)

@@ -133,8 +133,8 @@ class RecordingStorage(ClockedRedisStorage):
         super().__init__(client, clock)
         self.calls: list[list[str]] = []
 
-    def _run(self, keys: list[str], args: list[bytes | str]) -> bytes:
-        self.calls.append(list(keys))
+    def _run(self, keys: list[bytes], args: list[bytes | str]) -> bytes:
+        self.calls.append([key.decode() for key in keys])
         return super()._run(keys, args)
 
 
