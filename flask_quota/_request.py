@@ -22,7 +22,7 @@ from werkzeug.wrappers import Response
 
 from . import live, signals
 from . import metrics as m
-from ._config import FailMode, KeyFunc, Settings
+from ._config import ErrorFormat, FailMode, KeyFunc, Settings
 from ._errorhandlers import has_handler
 from ._registry import AppliedLimit, CompiledConcurrency, CompiledSpec, Plan
 from ._state import AppState
@@ -273,7 +273,7 @@ def _evaluate(
     if fail_mode is FailMode.CLOSED:
         raise StorageUnavailable(
             retry_after=max(1, ceil_seconds(int(guard.seconds_to_retry() * 1_000_000))),
-            problem=state.settings.error_format.value == "problem",
+            problem=state.settings.error_format is ErrorFormat.PROBLEM,
         )
     if fail_mode is FailMode.LOCAL:
         batch.answered_by = state.local_storage
@@ -426,7 +426,7 @@ def _refuse(app: Flask, state: AppState, report: Reported, now_us: int, identity
         retry_after=retry_after_seconds(report.decision),
         policy=report.policy,
         identity=identity,
-        problem=settings.error_format.value == "problem",
+        problem=settings.error_format is ErrorFormat.PROBLEM,
     )
     current = request._get_current_object()  # type: ignore[attr-defined]
     handled = state.refusal_handled.get(current.endpoint)
@@ -436,7 +436,7 @@ def _refuse(app: Flask, state: AppState, report: Reported, now_us: int, identity
         )
     if handled or app.trap_http_exception(error):
         raise error  # for the app's error handler, or trapped (TRAP_HTTP_EXCEPTIONS)
-    return error.get_response()
+    return error.render(app.response_class)
 
 
 def _reported(item: _Pending, decision: Decision) -> Reported:

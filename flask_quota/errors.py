@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyRequests
 from werkzeug.wrappers.response import Response
@@ -17,6 +17,9 @@ from werkzeug.wrappers.response import Response
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
     from werkzeug.wrappers.request import Request
+
+
+ResponseT = TypeVar("ResponseT", bound=Response)
 
 
 class QuotaError(Exception):
@@ -97,8 +100,13 @@ class RateLimitExceeded(_JSONBody, TooManyRequests):
         request it replaces (35 vs 22 us)."""
         if self.response is not None:
             return super().get_response()  # that response, as werkzeug returns it
-        response = Response(self.get_body(), self.code, mimetype=self.mimetype)
-        response.headers["Retry-After"] = str(self.retry_after)
+        return self.render(Response)
+
+    def render(self, response_class: type[ResponseT]) -> ResponseT:
+        """The 429 as a ``response_class``: the extension passes the app's own, so Flask need
+        not convert it (``force_type`` costs ~10 us)."""
+        response = response_class(self.get_body(), self.code, mimetype=self.mimetype)
+        response.headers.add("Retry-After", str(self.retry_after))  # a new response: no scan
         return response
 
 
