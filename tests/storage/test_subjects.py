@@ -138,13 +138,18 @@ class RecordingStorage(ClockedRedisStorage):
         return super()._run(keys, args)
 
 
+def two_identities(prefix: str) -> tuple[list[Subject], list[Check]]:
+    """An IP and a user, each with one limit."""
+    subjects = [subject(prefix, "1.2.3.4"), subject(prefix, "user:7")]
+    return subjects, [check(prefix, "1.2.3.4", 0), check(prefix, "user:7", 1)]
+
+
 @pytest.mark.redis
 def test_unused_lists_cost_one_key_per_subject(
     redis_client: redis.Redis, key_prefix: str, clock: ManualClock
 ) -> None:
     storage = RecordingStorage(redis_client, clock)
-    subjects = [subject(key_prefix, "1.2.3.4"), subject(key_prefix, "user:7")]
-    checks = [check(key_prefix, "1.2.3.4", 0), check(key_prefix, "user:7", 1)]
+    subjects, checks = two_identities(key_prefix)
     config = f"{key_prefix}:%config"
 
     result = storage.evaluate(checks, subjects, WINDOW_US, config_key=config)
@@ -159,8 +164,7 @@ def test_a_list_first_used_by_another_process_is_obeyed_at_once(
     redis_client: redis.Redis, key_prefix: str, clock: ManualClock
 ) -> None:
     storage = RecordingStorage(redis_client, clock)
-    subjects = [subject(key_prefix, "1.2.3.4"), subject(key_prefix, "user:7")]
-    checks = [check(key_prefix, "1.2.3.4", 0), check(key_prefix, "user:7", 1)]
+    subjects, checks = two_identities(key_prefix)
     config = f"{key_prefix}:%config"
     assert storage.evaluate(checks, subjects, WINDOW_US, config_key=config).allowed
     # Another process (the CLI) turns the blocklist on and blocks user:7.
