@@ -73,10 +73,15 @@ local function refusal_retry(rule, cost, wait_us)
   return wait_us
 end
 
-local function decision(allowed, rule, remaining, reset_us, retry_us, delay_us, write)
+local function decision(allowed, remaining, reset_us, retry_us, delay_us, write)
   -- What every algorithm returns, as multiple values (a table per check costs more):
-  -- allowed, limit, remaining, reset_us, retry_us, delay_us, and the write to perform if
-  -- the whole batch admits (nil when refused). A write must not read `rule`: the dispatcher
-  -- reuses that table for the next check.
-  return allowed, rule.capacity, remaining, reset_us, retry_us, delay_us, write
+  -- allowed, remaining, reset_us, wait_us, and the write to perform if the whole batch admits
+  -- (nil when refused). wait_us is retry_us when refused and delay_us when admitted (an
+  -- admitted request has nothing to retry, a refused one waits in no queue). The limit is
+  -- the rule's capacity, which the caller knows: it is not sent back. A write must not read
+  -- `rule`: the dispatcher reuses that table for the next check.
+  if allowed then
+    return true, remaining, reset_us, delay_us, write
+  end
+  return false, remaining, reset_us, retry_us, nil
 end

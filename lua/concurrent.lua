@@ -4,7 +4,6 @@
 -- capacity  requests in flight at most; lease_us: how long an unreleased slot is kept
 -- returns   decision()'s values; its write drops expired leases, adds this request's
 local function concurrent(key, now, capacity, lease, token)
-  local rule = {capacity = capacity, period = lease}
   local held = redis.call('ZCOUNT', key, '(' .. fmt(now), '+inf')
   if held < capacity then
     local write = function()
@@ -12,10 +11,10 @@ local function concurrent(key, now, capacity, lease, token)
       redis.call('ZADD', key, fmt(now + lease), token)
       redis.call('PEXPIRE', key, expire_ms(lease))
     end
-    return decision(true, rule, capacity - held - 1, lease, 0, 0, write)
+    return decision(true, capacity - held - 1, lease, 0, 0, write)
   end
   local first = redis.call('ZRANGEBYSCORE', key, '(' .. fmt(now), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
   local last = redis.call('ZREVRANGEBYSCORE', key, '+inf', '(' .. fmt(now), 'WITHSCORES', 'LIMIT', 0, 1)
   local retry = math.min(1000000, tonumber(first[2]) - now)  -- as MAX_RETRY_US in concurrent.py
-  return decision(false, rule, 0, tonumber(last[2]) - now, retry, 0, nil)
+  return decision(false, 0, tonumber(last[2]) - now, retry, 0, nil)
 end

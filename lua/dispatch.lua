@@ -1,7 +1,8 @@
 -- dispatch: evaluate a request's checks in order, short-circuit at the first refusal, and
 -- write nothing unless every check admits (all-or-nothing). Assembled after clock.lua,
 -- common.lua, the six algorithm files and concurrent.lua, which define `now_us` and the
--- local functions.
+-- local functions; each algorithm file comes wrapped in `load_<name>()`, which defines and
+-- returns its decide function, so a call defines only the algorithms its checks use.
 -- Order: an allow-listed subject admits the request unchecked; a blocked one refuses it;
 -- then the checks; then the concurrency slots; writes only if all of them admit. A refusal
 -- (check, slot or block) increments the refused subject's counter.
@@ -15,7 +16,7 @@
 --           4 s slots    5 flags: 1 the config hash is in KEYS (its `version` is
 --           returned), 2 the subjects' allow-list and block keys are in KEYS
 -- then 9 fields per check:
---           algorithm (its index in ALGORITHMS), count, period_us, capacity, emission_us,
+--           algorithm (its index in LOADERS), count, period_us, capacity, emission_us,
 --           max_delay_us, cost, dry_run (1: report, never refuse, charge only when it admits),
 --           subject (1..m: whose refusal counter a refusal increments; 0: none)
 -- then 3 fields per slot: capacity, lease_us, subject
@@ -26,24 +27,31 @@
 --            refusals (the refused subject's count), allowed_by_list (1: nothing checked),
 --            config_version, lists_needed (1: the config hash says a list is in use but
 --            its keys were not sent: nothing was done, call again with them),
---            then 6 integers per evaluated check or refusing slot:
---            allowed (1/0), limit, remaining, reset_after_us, retry_after_us, delay_us}
+--            then 4 integers per evaluated check or refusing slot:
+--            allowed (1/0), remaining, reset_after_us, wait_us (retry_after_us when refused,
+--            delay_us when admitted)}. The limit is not sent back: the caller knows it.
+--           The reply is packed once, at the end: one `struct.pack` for the whole of it.
 -- A check of cost 0 is a peek: decided, never written.
-local ALGORITHMS = {
-  fixed_window, sliding_window, sliding_log, token_bucket, leaky_bucket, gcra,
+local LOADERS = {  -- each returns its algorithm's decide function (see flask_quota/_lua.py)
+  load_fixed_window, load_sliding_window, load_sliding_log, load_token_bucket,
+  load_leaky_bucket, load_gcra,
 }
+local algorithms = {}  -- decide functions loaded by this call, by index in LOADERS
 local HEADER = '<i8i8i8i8i8'
 local CHECK = '<i8i8i8i8i8i8i8i8i8'
 local SLOT = '<i8i8i8'
-local REPLY_HEADER = '<i8i8i8i8i8i8i8i8'
-local DECISION = '<i8i8i8i8i8i8'
+local REPLY_HEADER_FIELDS = 8
 
 local batch = ARGV[1]
 local n, m, alert_window, s, flags, pos = struct.unpack(HEADER, batch)
 local has_config, lists_sent = flags % 2 == 1, flags >= 2
 local stride = lists_sent and 3 or 1  -- keys per subject
 local reply = {0, now_us, 0, 0, 0, 0, 0, 0}
-local reported = {}
+local reply_length = REPLY_HEADER_FIELDS
+
+local function encode()
+  return struct.pack('<' .. string.rep('i8', reply_length), unpack(reply, 1, reply_length))
+end
 -- Without the config hash, look every list up; with it, only the lists ever used (the
 -- admin commands set `lists:allow` / `lists:block` on first use and never clear them).
 local use_allow, use_block = true, true
@@ -54,7 +62,7 @@ if has_config then
   use_allow, use_block = config[2] == '1', config[3] == '1'
   if not lists_sent and (use_allow or use_block) then
     reply[8] = 1
-    return struct.pack(REPLY_HEADER, unpack(reply))
+    return encode()
   end
 end
 use_allow, use_block = use_allow and lists_sent, use_block and lists_sent
@@ -71,13 +79,12 @@ local function count_refusal(j)
   return count
 end
 
-local function encode()
-  return struct.pack(REPLY_HEADER, unpack(reply)) .. table.concat(reported)
-end
-
-local function report(allowed, limit, remaining, reset, retry, delay)
-  reported[#reported + 1] = struct.pack(DECISION, allowed and 1 or 0, limit, remaining, reset,
-    retry, delay)
+local function report(allowed, remaining, reset, wait)
+  reply[reply_length + 1] = allowed and 1 or 0
+  reply[reply_length + 2] = remaining
+  reply[reply_length + 3] = reset
+  reply[reply_length + 4] = wait
+  reply_length = reply_length + 4
 end
 
 for j = 1, use_allow and m or 0 do
@@ -102,13 +109,17 @@ for i = 1, n do
   local algorithm, cost, dry_run, subject
   algorithm, rule.count, rule.period, rule.capacity, rule.emission, rule.max_delay, cost,
     dry_run, subject, pos = struct.unpack(CHECK, batch, pos)
-  local decide = ALGORITHMS[algorithm]
+  local decide = algorithms[algorithm]
   if not decide then
-    return redis.error_reply('flask-quota: unknown algorithm ' .. tostring(algorithm))
+    local load = LOADERS[algorithm]
+    if not load then
+      return redis.error_reply('flask-quota: unknown algorithm ' .. tostring(algorithm))
+    end
+    decide = load()
+    algorithms[algorithm] = decide
   end
-  local allowed, limit, remaining, reset, retry, delay, write = decide(KEYS[i], now_us, rule,
-    cost)
-  report(allowed, limit, remaining, reset, retry, delay)
+  local allowed, remaining, reset, wait, write = decide(KEYS[i], now_us, rule, cost)
+  report(allowed, remaining, reset, wait)
   if allowed then
     if cost > 0 then
       writes[#writes + 1] = write
@@ -124,10 +135,10 @@ local slots = {}
 for k = 1, s do
   local capacity, lease, subject
   capacity, lease, subject, pos = struct.unpack(SLOT, batch, pos)
-  local allowed, limit, remaining, reset, retry, delay, write = concurrent(
-    KEYS[n + stride * m + k], now_us, capacity, lease, ARGV[1 + k])
+  local allowed, remaining, reset, wait, write = concurrent(KEYS[n + stride * m + k], now_us,
+    capacity, lease, ARGV[1 + k])
   if not allowed then
-    report(allowed, limit, remaining, reset, retry, delay)
+    report(allowed, remaining, reset, wait)
     reply[1] = n + k
     reply[5] = count_refusal(subject)
     return encode()

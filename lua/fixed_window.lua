@@ -43,7 +43,7 @@ local function fixed_window(key, now, rule, cost)
     if used > 0 then
       ttl = window_end_in
     end
-    return decision(true, rule, rule.capacity - used, ttl, 0, 0, function()
+    return decision(true, rule.capacity - used, ttl, 0, 0, function()
       if in_place then
         -- The common case: one more request in a window already stored. Adding in place
         -- keeps the TTL and formats no number but the cost.
@@ -57,6 +57,6 @@ local function fixed_window(key, now, rule, cost)
   if used > 0 then
     reset = window_end_in
   end
-  return decision(false, rule, math.max(0, rule.capacity - used), reset,
+  return decision(false, math.max(0, rule.capacity - used), reset,
     refusal_retry(rule, cost, window_end_in), 0, nil)
 end

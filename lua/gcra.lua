@@ -1,5 +1,5 @@
 -- gcra: admit `cost` cells unless the theoretical arrival time is too far ahead.
--- KEYS[k]   TAT of this identity, integer microseconds (string), TTL until it passes
+-- KEYS[k]   TAT of this identity, integer microseconds, TTL until it passes
 -- rule      capacity (burst), emission (µs per cell), period      cost: cells
 -- returns   decision()'s values; its write stores the new TAT
 local function gcra(key, now, rule, cost)
@@ -13,11 +13,11 @@ local function gcra(key, now, rule, cost)
   local new_tat = tat + cost * interval
   local allow_at = new_tat - window
   if cost <= rule.capacity and now >= allow_at then
-    return decision(true, rule, math.max(0, floordiv(window - (new_tat - now), interval)),
+    return decision(true, math.max(0, floordiv(window - (new_tat - now), interval)),
       new_tat - now, 0, 0, function()
-        store_ints(key, new_tat - now, {new_tat})
+        store_value(key, new_tat - now, new_tat)
       end)
   end
-  return decision(false, rule, math.max(0, floordiv(window - (tat - now), interval)),
+  return decision(false, math.max(0, floordiv(window - (tat - now), interval)),
     tat - now, refusal_retry(rule, cost, allow_at - now), 0, nil)
 end

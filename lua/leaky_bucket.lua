@@ -19,12 +19,12 @@ local function leaky_bucket(key, now, rule, cost)
     if cost > 0 then
       delay = backlog
     end
-    return decision(true, rule, capacity - queued - cost, drained_in, 0, delay, function()
-      store_ints(key, drained_in, {now + drained_in})
+    return decision(true, capacity - queued - cost, drained_in, 0, delay, function()
+      store_value(key, drained_in, now + drained_in)
     end)
   end
   -- Admitted once the delay is short enough and the cost fits, whichever comes last.
   local wait = math.max(backlog - rule.max_delay, backlog - (capacity - cost) * interval)
-  return decision(false, rule, math.max(0, capacity - queued), backlog,
+  return decision(false, math.max(0, capacity - queued), backlog,
     refusal_retry(rule, cost, wait), 0, nil)
 end

@@ -2,6 +2,14 @@
 -- KEYS[k]   list of admission times (integer microseconds), TTL until the newest expires
 -- rule      count, period, capacity (= count)          cost: units to charge
 -- returns   decision()'s values; its write trims expired entries and appends `cost` entries
+local function sliding_log_reset(key, used, period, now)
+  -- Until the newest live entry expires: read only when no newer entry is being added.
+  if used == 0 then
+    return 0
+  end
+  return tonumber(redis.call('LINDEX', key, -1)) + period - now
+end
+
 local function sliding_log(key, now, rule, cost)
   local period = rule.period
   local length = redis.call('LLEN', key)
@@ -10,32 +18,21 @@ local function sliding_log(key, now, rule, cost)
     expired = expired + 1
   end
   local used = length - expired
-  local newest = nil
-  if used > 0 then
-    newest = tonumber(redis.call('LINDEX', key, -1))
-  end
   if used + cost <= rule.capacity then
-    if cost > 0 then
-      newest = now
+    local reset = period  -- this request's entries are the newest
+    if cost == 0 then
+      reset = sliding_log_reset(key, used, period, now)
     end
-    local reset = 0
-    if newest then
-      reset = newest + period - now
-    end
-    return decision(true, rule, rule.capacity - used - cost, reset, 0, 0, function()
-      if reset <= 0 then
-        redis.call('DEL', key)
-        return
-      end
+    -- The write runs only for a cost above 0 (a peek writes nothing), so `reset` is a period.
+    return decision(true, rule.capacity - used - cost, reset, 0, 0, function()
       if expired > 0 then
         redis.call('LTRIM', key, expired, -1)
       end
-      local stamp = fmt(now)
       local remaining = cost
       while remaining > 0 do
         local batch = {}
         for i = 1, math.min(remaining, 1000) do
-          batch[i] = stamp
+          batch[i] = now  -- a number: Redis writes it with %.17g, exact here
         end
         redis.call('RPUSH', key, unpack(batch))
         remaining = remaining - #batch
@@ -43,15 +40,12 @@ local function sliding_log(key, now, rule, cost)
       redis.call('PEXPIRE', key, expire_ms(reset))
     end)
   end
-  local reset = 0
-  if newest then
-    reset = newest + period - now
-  end
+  local reset = sliding_log_reset(key, used, period, now)
   local must_expire = used + cost - rule.capacity
   local wait = reset
   if must_expire <= used then
     wait = tonumber(redis.call('LINDEX', key, expired + must_expire - 1)) + period - now
   end
-  return decision(false, rule, math.max(0, rule.capacity - used), reset,
+  return decision(false, math.max(0, rule.capacity - used), reset,
     refusal_retry(rule, cost, wait), 0, nil)
 end

@@ -86,7 +86,7 @@ local function sliding_window(key, now, rule, cost)
     current = current + cost
     used = used + cost
     local ttl = window_start + 2 * period - now
-    return decision(true, rule, rule.capacity - used,
+    return decision(true, rule.capacity - used,
       sliding_window_reset(current, previous, period, elapsed), 0, 0, function()
         if same_window and packed and current < SLIDING_WINDOW_PACK then
           -- One more request in a window already stored: add to `current` in place, which
@@ -107,6 +107,6 @@ local function sliding_window(key, now, rule, cost)
     local later = math.max(0, sliding_window_wait(rule.capacity - cost, current, period))
     wait = period - elapsed + later
   end
-  return decision(false, rule, math.max(0, rule.capacity - used),
+  return decision(false, math.max(0, rule.capacity - used),
     sliding_window_reset(current, previous, period, elapsed), wait, 0, nil)
 end

@@ -24,10 +24,10 @@ local function token_bucket(key, now, rule, cost)
     if tokens < capacity then
       reset = (capacity - tokens) * interval - into_interval
     end
-    return decision(true, rule, tokens, reset, 0, 0, function()
+    return decision(true, tokens, reset, 0, 0, function()
       store_ints(key, reset, {tokens, refilled_at})
     end)
   end
-  return decision(false, rule, tokens, (capacity - tokens) * interval - into_interval,
+  return decision(false, tokens, (capacity - tokens) * interval - into_interval,
     refusal_retry(rule, cost, (cost - tokens) * interval - into_interval), 0, nil)
 end

@@ -92,7 +92,7 @@ class PersistingRedisStorage(ClockedRedisStorage):
                 self.expiries[check.key] = now_us + ttl_ms * 1000 + grace_us
             elif ttl_ms == -2:
                 self.expiries.pop(check.key, None)
-        return unpack_reply(replies[0])
+        return unpack_reply(replies[0], checks)
 
 
 @dataclass(frozen=True)

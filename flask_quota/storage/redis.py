@@ -27,13 +27,13 @@ _CHECK_TAIL = struct.Struct("<3q")
 _RULE = struct.Struct("<6q")
 _SLOT = struct.Struct("<3q")
 _REPLY_HEADER = struct.Struct("<8q")
-_DECISION = struct.Struct("<6q")
+_DECISION = struct.Struct("<4q")
 
 #: Bits of the header's flags field.
 _HAS_CONFIG = 1
 _LISTS_SENT = 2
 
-#: Each algorithm's index in the dispatcher's ``ALGORITHMS`` table (see lua/dispatch.lua).
+#: Each algorithm's index in the dispatcher's ``LOADERS`` table (see lua/dispatch.lua).
 ALGORITHM_CODES: dict[Algorithm, int] = {
     Algorithm.FIXED_WINDOW: 1,
     Algorithm.SLIDING_WINDOW: 2,
@@ -123,19 +123,23 @@ def lists_needed(reply: bytes) -> bool:
     return bool(_REPLY_HEADER.unpack_from(reply)[7])
 
 
-def unpack_reply(reply: bytes) -> BatchResult:
-    """A :class:`BatchResult` from the dispatcher's reply: packed 64-bit integers."""
+def unpack_reply(reply: bytes, checks: Sequence[Check], slots: Sequence[Slot] = ()) -> BatchResult:
+    """A :class:`BatchResult` from the dispatcher's reply (packed 64-bit integers) to the
+    batch of ``checks`` and ``slots``, whose capacities are the decisions' limits."""
     refused, now_us, blocked, block_remaining_us, refusals, by_list, version, _ = (
         _REPLY_HEADER.unpack_from(reply)
     )
-    decisions = tuple(
-        Decision(allowed == 1, limit, remaining, reset_after_us, retry_after_us, delay_us)
-        for allowed, limit, remaining, reset_after_us, retry_after_us, delay_us in (
-            _DECISION.iter_unpack(memoryview(reply)[_REPLY_HEADER.size :])
-        )
-    )
+    decisions = []
+    for i, (allowed, remaining, reset_after_us, wait_us) in enumerate(
+        _DECISION.iter_unpack(memoryview(reply)[_REPLY_HEADER.size :])
+    ):
+        limit = checks[i].rule.capacity if i < len(checks) else slots[i - len(checks)].capacity
+        if allowed:
+            decisions.append(Decision(True, limit, remaining, reset_after_us, 0, wait_us))
+        else:
+            decisions.append(Decision(False, limit, remaining, reset_after_us, wait_us, 0))
     return BatchResult(
-        decisions=decisions,
+        decisions=tuple(decisions),
         refused_index=refused - 1 if refused else None,
         now_us=now_us,
         allowed_by_list=bool(by_list),
@@ -191,7 +195,7 @@ class RedisStorage:
             self._lists_in_use = True
             keys, args = pack_checks(checks, subjects, alert_window_us, slots, config_key)
             reply = self._run(keys, args)
-        return unpack_reply(reply)
+        return unpack_reply(reply, checks, slots)
 
     def _run(self, keys: list[bytes], args: list[bytes | str]) -> bytes:
         """One ``EVALSHA`` of the script; network trouble becomes :class:`StorageError`."""

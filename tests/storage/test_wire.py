@@ -65,8 +65,9 @@ def test_the_fallback_rejects_formats_it_does_not_implement() -> None:
 
 
 def test_algorithm_codes_follow_the_dispatcher_table() -> None:
-    table = _lua.read("dispatch").split("local ALGORITHMS = {", 1)[1].split("}", 1)[0]
-    names = [name.strip() for name in table.split(",") if name.strip()]
+    table = _lua.read("dispatch").split("local LOADERS = {", 1)[1].split("}", 1)[0]
+    body = "\n".join(line.split("--", 1)[0] for line in table.splitlines())
+    names = [name.strip().removeprefix("load_") for name in body.split(",") if name.strip()]
     assert {algorithm.value: code for algorithm, code in ALGORITHM_CODES.items()} == {
         name: index for index, name in enumerate(names, start=1)
     }
