@@ -46,7 +46,8 @@ local batch = ARGV[1]
 local n, m, alert_window, s, flags, pos = struct.unpack(HEADER, batch)
 local has_config, lists_sent = flags % 2 == 1, flags >= 2
 local stride = lists_sent and 3 or 1  -- keys per subject
-local reply = {0, now_us, 0, 0, 0, 0, 0, 0}
+-- Sized for the header and 4 decisions: filling a table past its size reallocates it.
+local reply = {0, now_us, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 local reply_length = REPLY_HEADER_FIELDS
 
 local function encode()

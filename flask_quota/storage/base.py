@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from ..algorithms import Decision, Rule
-from ..errors import ConfigurationError
 
 #: Fields of the config hash set (to "1", never cleared) once the stored allow list or blocklist
 #: is first used: until then a call with the config hash skips those lookups altogether.
@@ -43,7 +42,9 @@ class Subject:
 class Check:
     """One limit to apply to one identity in this request.
 
-    A cost of 0 is a peek: decided and reported, never written.
+    A cost of 0 is a peek: decided and reported, never written. The cost is an int >= 0:
+    checked where it comes from (``CompiledSpec.cost``, for a cost callable), not here, since
+    a request builds one of these per limit.
     """
 
     key: str
@@ -54,10 +55,6 @@ class Check:
     #: Index of the :class:`Subject` this check counts for, or -1 (none: nothing is counted
     #: against an identity when it refuses).
     subject: int = -1
-
-    def __post_init__(self) -> None:
-        if isinstance(self.cost, bool) or not isinstance(self.cost, int) or self.cost < 0:
-            raise ConfigurationError(f"cost must be an int >= 0, got {self.cost!r}")
 
 
 @dataclass(slots=True, kw_only=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 import redis
@@ -27,7 +28,8 @@ _CHECK_TAIL = struct.Struct("<3q")
 _RULE = struct.Struct("<6q")
 _SLOT = struct.Struct("<3q")
 _REPLY_HEADER = struct.Struct("<8q")
-_DECISION = struct.Struct("<4q")
+_REPLY_HEADER_FIELDS = 8
+_DECISION_FIELDS = 4
 
 #: Bits of the header's flags field.
 _HAS_CONFIG = 1
@@ -63,32 +65,29 @@ def pack_checks(
         "lists needed" if they are, and the call must be made again with them.
     """
     send_lists = send_lists or config_key is None
+    flags = _LISTS_SENT if send_lists else 0
     # Keys go as bytes (they are ASCII: keys.py escapes identities): redis-py's encoder takes
     # bytes as they are, and encodes a str through a chain of type checks (~0.6 us a key).
     keys: list[bytes] = [check.key.encode() for check in checks]
-    if send_lists:
-        for subject in subjects:
-            keys += [
-                subject.refusals_key.encode(),
-                subject.allow_key.encode(),
-                subject.block_key.encode(),
-            ]
-    else:
-        keys += [subject.refusals_key.encode() for subject in subjects]
-    keys += [slot.key.encode() for slot in slots]
-    flags = 0
-    if config_key is not None:
-        keys.append(config_key.encode())
-        flags = _HAS_CONFIG
-    if send_lists:
-        flags |= _LISTS_SENT
-    parts = [_HEADER.pack(len(checks), len(subjects), alert_window_us, len(slots), flags)]
+    parts = [b""]  # the header, once the flags are known
     for check in checks:
         parts.append(_rule_fields(check.rule))
         parts.append(_CHECK_TAIL.pack(check.cost, check.dry_run, check.subject + 1))
-    parts += [_SLOT.pack(t.capacity, t.lease_us, t.subject + 1) for t in slots]
-    args: list[bytes | str] = [b"".join(parts)]
-    args += [slot.token for slot in slots]
+    args: list[bytes | str] = [b""]
+    for subject in subjects:
+        keys.append(subject.refusals_key.encode())
+        if send_lists:
+            keys.append(subject.allow_key.encode())
+            keys.append(subject.block_key.encode())
+    for slot in slots:
+        keys.append(slot.key.encode())
+        parts.append(_SLOT.pack(slot.capacity, slot.lease_us, slot.subject + 1))
+        args.append(slot.token)
+    if config_key is not None:
+        keys.append(config_key.encode())
+        flags |= _HAS_CONFIG
+    parts[0] = _HEADER.pack(len(checks), len(subjects), alert_window_us, len(slots), flags)
+    args[0] = b"".join(parts)
     return keys, args
 
 
@@ -118,6 +117,20 @@ def _rule_fields(rule: Rule) -> bytes:
     return packed
 
 
+@cache
+def _reply_struct(size: int) -> struct.Struct:
+    """The format of a whole reply of ``size`` bytes: one ``unpack`` for all of it."""
+    return struct.Struct(f"<{size // 8}q")
+
+
+def _decision(values: tuple[int, ...], i: int, limit: int) -> Decision:
+    """The decision at ``values[i:i + 4]``: allowed, remaining, reset, and the wait, which is
+    the retry-after of a refusal and the delay of an admission."""
+    if values[i]:
+        return Decision(True, limit, values[i + 1], values[i + 2], 0, values[i + 3])
+    return Decision(False, limit, values[i + 1], values[i + 2], values[i + 3], 0)
+
+
 def lists_needed(reply: bytes) -> bool:
     """Whether the script answered "lists needed" instead of deciding (see ``send_lists``)."""
     return bool(_REPLY_HEADER.unpack_from(reply)[7])
@@ -126,18 +139,18 @@ def lists_needed(reply: bytes) -> bool:
 def unpack_reply(reply: bytes, checks: Sequence[Check], slots: Sequence[Slot] = ()) -> BatchResult:
     """A :class:`BatchResult` from the dispatcher's reply (packed 64-bit integers) to the
     batch of ``checks`` and ``slots``, whose capacities are the decisions' limits."""
-    refused, now_us, blocked, block_remaining_us, refusals, by_list, version, _ = (
-        _REPLY_HEADER.unpack_from(reply)
-    )
-    decisions = []
-    for i, (allowed, remaining, reset_after_us, wait_us) in enumerate(
-        _DECISION.iter_unpack(memoryview(reply)[_REPLY_HEADER.size :])
-    ):
-        limit = checks[i].rule.capacity if i < len(checks) else slots[i - len(checks)].capacity
-        if allowed:
-            decisions.append(Decision(True, limit, remaining, reset_after_us, 0, wait_us))
-        else:
-            decisions.append(Decision(False, limit, remaining, reset_after_us, wait_us, 0))
+    values = _reply_struct(len(reply)).unpack(reply)
+    refused, now_us, blocked, block_remaining_us, refusals, by_list, version = values[:7]
+    decisions: list[Decision] = []
+    i, end = _REPLY_HEADER_FIELDS, len(values)
+    for check in checks:  # one decision per check evaluated: it stops at a refusal
+        if i == end:
+            break
+        decisions.append(_decision(values, i, check.rule.capacity))
+        i += _DECISION_FIELDS
+    if i < end:  # a refusing slot's, after the checks'
+        slot = slots[(i - _REPLY_HEADER_FIELDS) // _DECISION_FIELDS - len(checks)]
+        decisions.append(_decision(values, i, slot.capacity))
     return BatchResult(
         decisions=tuple(decisions),
         refused_index=refused - 1 if refused else None,
