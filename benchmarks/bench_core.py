@@ -50,7 +50,7 @@ from limits.strategies import (
 
 import flask_quota
 from flask_quota.algorithms import Algorithm, Rule
-from flask_quota.keys import limit_key
+from flask_quota.keys import limit_part, state_key
 from flask_quota.limits import parse_limit
 from flask_quota.storage.base import Check
 from flask_quota.storage.redis import RedisStorage as QuotaStorage
@@ -123,13 +123,16 @@ def scenarios() -> list[Scenario]:
 
 
 def quota_checker(storage: QuotaStorage, algorithm: Algorithm, texts: Sequence[str]) -> Checker:
-    """A flask-quota check: rules compiled once, keys built per request, one ``evaluate``."""
-    compiled = [(Rule.build(algorithm, limit), limit.period_s) for limit in map(parse_limit, texts)]
+    """A flask-quota check: rules and the limits' key parts compiled once (as the extension's
+    ``AppliedLimit`` holds them), keys built per request, one ``evaluate``."""
+    compiled = [
+        (Rule.build(algorithm, limit), limit_part(SCOPE, algorithm, limit.period_s))
+        for limit in map(parse_limit, texts)
+    ]
 
     def check(identity: str) -> bool:
         checks = [
-            Check(key=limit_key(KEY_PREFIX, SCOPE, algorithm, period_s, identity), rule=rule)
-            for rule, period_s in compiled
+            Check(key=state_key(KEY_PREFIX, part, identity), rule=rule) for rule, part in compiled
         ]
         return storage.evaluate(checks).allowed
 

@@ -19,6 +19,7 @@ from ._config import FailMode, KeyFunc, Settings
 from .algorithms import Algorithm, Rule
 from .algorithms._base import scale_rule
 from .errors import ConfigurationError
+from .keys import limit_part
 from .limits import Limit, parse_limits
 
 LimitSource = str | Callable[[], "str | None"]
@@ -147,7 +148,13 @@ class AppliedLimit:
     #: Evaluated and reported, never refusing: lets signal receivers tell a dry run's "would
     #: refuse" from a refusal.
     dry_run: bool = False
+    #: The part of this limit's keys that is the same for every identity (see keys.py).
+    key_part: str = field(init=False, compare=False, repr=False)
     _scaled: dict[float, Rule] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        key_part = limit_part(self.scope, self.strategy, self.limit.period_s)
+        object.__setattr__(self, "key_part", key_part)  # frozen: set once, here
 
     def rule_for(self, factor: float) -> Rule:
         """The rule under an emergency or adaptive ``factor`` (already quantized), cached."""

@@ -28,7 +28,7 @@ from ._registry import AppliedLimit, CompiledConcurrency, CompiledSpec, Plan
 from ._state import AppState
 from .algorithms import Decision
 from .errors import RateLimitExceeded, StorageError, StorageUnavailable
-from .keys import ALLOW, BLOCK, REFUSALS, identity_key, limit_key, redact
+from .keys import ALLOW, BLOCK, REFUSALS, identity_key, limit_key, redact, state_key
 from .responses import (
     Reported,
     ceil_seconds,
@@ -196,10 +196,9 @@ def _collect(plan: Plan, settings: Settings, method: str, factor: float) -> _Bat
         subject = batch.subject(prefix, shown)
         batch.fail_modes.add(compiled.fail_mode)
         for limit in applied:
-            key = limit_key(prefix, limit.scope, limit.strategy, limit.limit.period_s, shown)
             batch.checks.append(
                 Check(
-                    key=key,
+                    key=state_key(prefix, limit.key_part, shown),
                     rule=limit.rule_for(factor),
                     cost=cost,
                     dry_run=compiled.dry_run,

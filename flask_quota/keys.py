@@ -117,11 +117,19 @@ def limit_key(
     ``identity`` must already be redacted (see :func:`redact`); ``prefix`` is the operator's
     ``QUOTA_KEY_PREFIX`` and is escaped like a scope.
     """
+    return state_key(prefix, limit_part(scope, algorithm, period_s), identity)
+
+
+def limit_part(scope: str, algorithm: Algorithm | str, period_s: int) -> str:
+    """The part of a limit's keys that is the same for every identity: built once per limit,
+    it leaves :func:`state_key` only the identity to add per request."""
+    return f"{escape_scope(scope)}:{KEY_CODES[str(algorithm)]}:{period_s}"
+
+
+def state_key(prefix: str, part: str, identity: str) -> str:
+    """:func:`limit_key` from the limit's :func:`limit_part`."""
     tag, escaped = identity_parts(identity)
-    return (
-        f"{escape_scope(prefix)}:{{{tag}}}:{escape_scope(scope)}:"
-        f"{KEY_CODES[str(algorithm)]}:{period_s}:{escaped}"
-    )
+    return f"{escape_scope(prefix)}:{{{tag}}}:{part}:{escaped}"
 
 
 ALLOW: Final = "%allow"
