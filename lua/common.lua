@@ -1,7 +1,7 @@
 -- common: integer helpers and state I/O shared by the algorithm files.
 -- KEYS: none   ARGV: none   returns: nothing (a prelude)
 -- Every number is an integer below 2^53 (exact in Lua's doubles). Numbers go to redis.call
--- as numbers: Redis writes them with %.17g, exact for such integers, and cheaper than
+-- through int_arg, as numbers where Redis writes them as plain integers, which is cheaper than
 -- string.format. States are one integer or strings of space-separated integers, written with
 -- %.0f (tostring would print 1.7e+15).
 -- Reads `now_us` (the clock prelude) to set expiries from the decision time.
@@ -26,6 +26,20 @@ local function fmt(n)
   return string.format('%.0f', n)
 end
 
+local INT_ARG_EXPONENT_FORM = 100000000 -- 1e8: see int_arg
+
+local function int_arg(n)
+  -- The integer n as an argument for redis.call. Redis 7.2.0 to 7.2.4 write a number argument
+  -- in the shortest form, "1e+08" for any integer with 8 or more trailing zeros, which
+  -- INCRBY, PX and the readers of a state would not take for an integer (fixed in 7.2.5,
+  -- redis/redis#13115; 7.0 and 7.2.5+ write integers plainly). Those are formatted here; any
+  -- other number goes as is, which costs less than formatting it.
+  if n % INT_ARG_EXPONENT_FORM == 0 and n ~= 0 then
+    return fmt(n)
+  end
+  return n
+end
+
 local function read_ints(key)
   local raw = redis.call('GET', key)
   if not raw then
@@ -46,7 +60,7 @@ local function expire_ms(ttl_us)
   -- PX for a state that matters until now_us + ttl_us. Redis adds PX to its own clock in
   -- whole milliseconds (now_us truncated), so count from there: rounding ttl_us alone up
   -- let a key vanish up to 1 ms before its state stopped mattering.
-  return ceildiv(now_us % 1000 + ttl_us, 1000)
+  return int_arg(ceildiv(now_us % 1000 + ttl_us, 1000))
 end
 
 local function store_value(key, ttl_us, value)

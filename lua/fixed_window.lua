@@ -47,9 +47,10 @@ local function fixed_window(key, now, rule, cost)
       if in_place then
         -- The common case: one more request in a window already stored. Adding in place
         -- keeps the TTL and formats no number but the cost.
-        redis.call('INCRBY', key, cost == 1 and '4' or cost * FIXED_WINDOW_INDEXES)
+        redis.call('INCRBY', key, cost == 1 and '4' or int_arg(cost * FIXED_WINDOW_INDEXES))
       else
-        store_value(key, ttl, used * FIXED_WINDOW_INDEXES + index % FIXED_WINDOW_INDEXES)
+        store_value(key, ttl,
+          int_arg(used * FIXED_WINDOW_INDEXES + index % FIXED_WINDOW_INDEXES))
       end
     end)
   end

@@ -15,7 +15,7 @@ local function gcra(key, now, rule, cost)
   if cost <= rule.capacity and now >= allow_at then
     return decision(true, math.max(0, floordiv(window - (new_tat - now), interval)),
       new_tat - now, 0, 0, function()
-        store_value(key, new_tat - now, new_tat)
+        store_value(key, new_tat - now, int_arg(new_tat))
       end)
   end
   return decision(false, math.max(0, floordiv(window - (tat - now), interval)),

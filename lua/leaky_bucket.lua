@@ -20,7 +20,7 @@ local function leaky_bucket(key, now, rule, cost)
       delay = backlog
     end
     return decision(true, capacity - queued - cost, drained_in, 0, delay, function()
-      store_value(key, drained_in, now + drained_in)
+      store_value(key, drained_in, int_arg(now + drained_in))
     end)
   end
   -- Admitted once the delay is short enough and the cost fits, whichever comes last.

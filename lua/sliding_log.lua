@@ -28,11 +28,12 @@ local function sliding_log(key, now, rule, cost)
       if expired > 0 then
         redis.call('LTRIM', key, expired, -1)
       end
+      local stamp = int_arg(now)
       local remaining = cost
       while remaining > 0 do
         local batch = {}
         for i = 1, math.min(remaining, 1000) do
-          batch[i] = now  -- a number: Redis writes it with %.17g, exact here
+          batch[i] = stamp
         end
         redis.call('RPUSH', key, unpack(batch))
         remaining = remaining - #batch

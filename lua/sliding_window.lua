@@ -37,8 +37,8 @@ end
 
 local function sliding_window_store(key, ttl, index, current, previous)
   if current < SLIDING_WINDOW_PACK and previous < SLIDING_WINDOW_PACK then
-    store_value(key, ttl, (previous * SLIDING_WINDOW_PACK + current) * SLIDING_WINDOW_INDEXES
-      + index % SLIDING_WINDOW_INDEXES)
+    store_value(key, ttl, int_arg((previous * SLIDING_WINDOW_PACK + current)
+      * SLIDING_WINDOW_INDEXES + index % SLIDING_WINDOW_INDEXES))
   else
     store_ints(key, ttl, {index, current, previous})
   end
@@ -91,7 +91,7 @@ local function sliding_window(key, now, rule, cost)
         if same_window and packed and current < SLIDING_WINDOW_PACK then
           -- One more request in a window already stored: add to `current` in place, which
           -- keeps the TTL and formats no number but the cost.
-          redis.call('INCRBY', key, cost == 1 and '4' or cost * SLIDING_WINDOW_INDEXES)
+          redis.call('INCRBY', key, cost == 1 and '4' or int_arg(cost * SLIDING_WINDOW_INDEXES))
         else
           sliding_window_store(key, ttl, index, current, previous)
         end

@@ -78,3 +78,33 @@ def test_a_client_that_decodes_replies_is_refused_at_start_up() -> None:
         RedisStorage(fakeredis.FakeRedis(decode_responses=True))
     with pytest.raises(ConfigurationError, match="decode_responses=False"):
         storage_from_uri("redis://127.0.0.1:1/0?decode_responses=true")
+
+
+def test_integer_arguments_reach_redis_as_plain_integers(
+    lua_client: redis.Redis, key_prefix: str
+) -> None:
+    # Redis 7.2.0-7.2.4 would write the numbers with 8+ trailing zeros as "1e+08" (see
+    # int_arg in common.lua); int_arg formats exactly those, and leaves the rest as numbers.
+    values = [100_000_000, 2_500_000_000_000_000, 1_764_000_000_123_456, 123, 0, 400]
+    calls = "\n".join(
+        f"redis.call('SET', KEYS[1] .. {i}, int_arg({v}))" for i, v in enumerate(values)
+    )
+    script = f"local now_us = 0\n{_lua.read('common')}\n{calls}\n" + "\n".join(
+        [
+            "local kinds = {}",
+            f"for i, v in ipairs({{{', '.join(map(str, values))}}}) do",
+            "  kinds[i] = type(int_arg(v))",
+            "end",
+            "return kinds",
+        ]
+    )
+    assert lua_client.eval(script, 1, f"{key_prefix}:") == [
+        b"string",
+        b"string",
+        b"number",
+        b"number",
+        b"number",
+        b"number",
+    ]
+    stored = [lua_client.get(f"{key_prefix}:{i}") for i in range(len(values))]
+    assert stored == [str(v).encode() for v in values]
