@@ -212,7 +212,7 @@ def parse_wrk(text: str, load: float) -> WrkResult:
         requests=int(total[1]),
         non_2xx=int(non_2xx[1]) if non_2xx else 0,
         socket_errors=errors[1].strip() if errors else "none",
-        load=os.getloadavg()[0],
+        load=load,
     )
 
 
