@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from .algorithms import Algorithm
 from .errors import ConfigurationError
+from .keys import redact
 from .limits import parse_limits
 
 log = logging.getLogger("flask_quota")
@@ -115,6 +116,8 @@ class Settings:
     ipv6_prefix: int
     api_key_header: str
     tenant_header: str
+    #: As an operator types them, redacted (:func:`~flask_quota.keys.redact`): ``key:<secret>``
+    #: is held as its digest, as a request's key is compared.
     whitelist_identities: frozenset[str]
     whitelist_networks: tuple[IPNetwork, ...]
     block_duration_s: int
@@ -224,7 +227,7 @@ def _whitelist(key: str, value: object) -> tuple[frozenset[str], tuple[IPNetwork
         try:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
-            identities.add(entry)
+            identities.add(redact(entry))  # "key:<secret>" compared, and shown, as its digest
     return frozenset(identities), tuple(networks)
 
 

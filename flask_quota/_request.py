@@ -28,7 +28,7 @@ from ._registry import AppliedLimit, CompiledConcurrency, CompiledSpec, Plan
 from ._state import AppState
 from .algorithms import Decision
 from .errors import RateLimitExceeded, StorageError, StorageUnavailable
-from .keys import ALLOW, BLOCK, REFUSALS, identity_key, limit_key, redact, state_key
+from .keys import ALLOW, BLOCK, REFUSALS, identity_key, limit_key, redact_client, state_key
 from .responses import (
     Reported,
     ceil_seconds,
@@ -192,7 +192,7 @@ def _collect(plan: Plan, settings: Settings, method: str, factor: float) -> _Bat
         if not applied:
             continue
         cost = compiled.cost()
-        shown = redact(identity)
+        shown = redact_client(identity)
         subject = batch.subject(prefix, shown)
         batch.fail_modes.add(compiled.fail_mode)
         for limit in applied:
@@ -212,7 +212,7 @@ def _collect(plan: Plan, settings: Settings, method: str, factor: float) -> _Bat
         identity = batch.identity(concurrency.key)
         if identity is None:
             continue
-        shown = redact(identity)
+        shown = redact_client(identity)
         batch.slots.append(
             Slot(
                 key=limit_key(prefix, concurrency.scope, CONCURRENT, 0, shown),
@@ -231,10 +231,7 @@ def _whitelisted(settings: Settings, pending: Iterable[_Pending]) -> bool:
     """Whether ``QUOTA_WHITELIST`` names one of this request's identities or its network."""
     if settings.whitelist_identities:
         for item in pending:
-            if (
-                item.identity in settings.whitelist_identities
-                or redact(item.identity) in settings.whitelist_identities
-            ):
+            if redact_client(item.identity) in settings.whitelist_identities:
                 return True
     if settings.whitelist_networks and request.remote_addr:
         try:
@@ -459,7 +456,7 @@ def _settle(
         applied = item.applied
         if not decision.allowed and item.compiled.dry_run:
             counters.append(m.DRY_RUN_DENIED)
-            shown = redact(item.identity)
+            shown = redact_client(item.identity)
             log.info(
                 "dry-run limit %s would refuse %s on %s", applied.name, shown, request.endpoint
             )
@@ -487,7 +484,7 @@ def _settle(
         g._quota = (report, result.now_us, state.settings)
         counters += [m.DENIED, m.denied_metric(name)]
         state.metrics.send(counters, check_ms)
-        shown = redact(identity)
+        shown = redact_client(identity)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "rate limit %s refused %s on %s (request id %s)",
@@ -514,7 +511,7 @@ def _settle(
                 if d.delay_us == delay_us
             )
             signals.request_delayed.send(
-                app, limit=delayed.applied, key=redact(delayed.identity), delay=delay_s
+                app, limit=delayed.applied, key=redact_client(delayed.identity), delay=delay_s
             )
         state.sleep(delay_s)
     return None

@@ -14,7 +14,8 @@ refusal counter (``%allow``, ``%block``, ``%refusals``: a scope can never start 
 - An identity whose escaped form is long becomes ``#`` + a digest (``#`` is always escaped
   otherwise, so the two forms cannot meet).
 - A secret (``key:<api key>``) is redacted to ``key:sha256:<16 hex>`` before any of this: API
-  keys never appear in clear in storage, logs, metrics or the CLI.
+  keys never appear in clear in storage, logs, metrics or the CLI. A request's key is always
+  hashed (:func:`redact_client`); an operator may type the digest the CLI shows (:func:`redact`).
 
 The count is not in the key, so a live override of ``100/minute`` to ``200/minute`` keeps the
 counters; the algorithm and period are, since their states do not translate.
@@ -42,13 +43,28 @@ _SAFE_SCOPE: Final = _SAFE_IDENTITY - frozenset(b":")
 
 
 def redact(identity: str) -> str:
-    """The form of ``identity`` that may be shown and stored: API keys become a digest.
+    """The form of an identity an operator typed (CLI, ``QUOTA_WHITELIST``): API keys become
+    a digest.
 
     ``"key:abc"`` -> ``"key:sha256:<first 16 hex of sha256('abc')>"``; an already redacted
-    identity and any other identity are returned unchanged.
+    identity (as the CLI shows them) and any other identity are returned unchanged. For the
+    identities of requests, use :func:`redact_client`.
     """
     if not identity.startswith(SECRET_PREFIX) or _REDACTED_RE.fullmatch(identity):
         return identity
+    return _digest(identity)
+
+
+def redact_client(identity: str) -> str:
+    """The form of an identity a key function returned for a request: an API key is always
+    hashed, even one shaped like a digest. Taken as given, ``X-API-Key: sha256:<16 hex>``
+    would be counted, allow-listed and blocked as the key whose digest it copies."""
+    if not identity.startswith(SECRET_PREFIX):
+        return identity
+    return _digest(identity)
+
+
+def _digest(identity: str) -> str:
     secret = identity[len(SECRET_PREFIX) :].encode("utf-8", "surrogatepass")
     return f"{SECRET_PREFIX}sha256:{hashlib.sha256(secret).hexdigest()[:16]}"
 

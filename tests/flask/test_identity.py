@@ -184,6 +184,40 @@ def test_by_api_key_counts_per_key_and_never_stores_it(
         assert list(backend.redis_client.scan_iter(match=f"*{SECRET}*")) == []
 
 
+#: What a client would send to pass for SECRET: the digest the CLI and logs show for it.
+FORGED = SECRET_DIGEST.removeprefix("key:")
+
+
+def test_a_key_shaped_like_a_digest_is_hashed_like_any_other(app: Flask, backend: Backend) -> None:
+    client = limited_app(app, backend, by_api_key)
+
+    with refused_identities(app) as refused:
+        real = client.get("/", headers={"X-API-Key": SECRET})
+        forged = [client.get("/", headers={"X-API-Key": FORGED}) for _ in range(2)]
+
+    # Its own counter, not SECRET's (which is spent), and shown as its own digest.
+    assert [real.status_code, *(r.status_code for r in forged)] == [200, 200, 429]
+    assert refused == ["key:sha256:" + hashlib.sha256(FORGED.encode()).hexdigest()[:16]]
+
+
+@pytest.mark.parametrize("listed", ["stored", f"config:key:{SECRET}", f"config:{SECRET_DIGEST}"])
+def test_a_key_shaped_like_a_digest_is_not_allow_listed_as_that_key(
+    app: Flask, backend: Backend, listed: str
+) -> None:
+    if listed.startswith("config:"):
+        app.config["QUOTA_WHITELIST"] = [listed.removeprefix("config:")]
+    client = limited_app(app, backend, by_api_key)
+    if listed == "stored":
+        added = app.test_cli_runner().invoke(args=["quota", "whitelist", "add", f"key:{SECRET}"])
+        assert added.exit_code == 0, added.output
+
+    real = [client.get("/", headers={"X-API-Key": SECRET}) for _ in range(2)]
+    forged = [client.get("/", headers={"X-API-Key": FORGED}) for _ in range(2)]
+
+    assert [r.status_code for r in real] == [200, 200]  # allow-listed
+    assert [r.status_code for r in forged] == [200, 429]  # limited as a key of its own
+
+
 def test_by_api_key_ignores_the_default_header_when_renamed(app: Flask, backend: Backend) -> None:
     app.config["QUOTA_API_KEY_HEADER"] = "X-Token"
     client = limited_app(app, backend, by_api_key)
