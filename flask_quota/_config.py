@@ -140,6 +140,8 @@ def _bad(key: str, value: object, expected: str) -> ConfigurationError:
 def _bool(key: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
+    if isinstance(value, int) and value in (0, 1):  # FLASK_QUOTA_ENABLED=0: Flask reads 0
+        return bool(value)
     if isinstance(value, str) and value.lower() in {
         "true",
         "1",
@@ -171,6 +173,8 @@ def _number(key: str, value: object, *, minimum: float, integer: bool = False) -
 def _text(key: str, value: object, *, optional: bool = False) -> str:
     if isinstance(value, str) and value:
         return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # FLASK_QUOTA_KEY_PREFIX=2024: from_prefixed_env reads an int
     if optional and value is None:
         return ""
     raise _bad(key, value, "a non-empty string")

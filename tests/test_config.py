@@ -70,6 +70,44 @@ def test_whitelist_string_from_the_environment_is_split_on_commas(
     assert quota is app.extensions["quota"]
 
 
+@pytest.mark.parametrize(("value", "enabled"), [("0", False), ("1", True), ("false", False)])
+def test_booleans_from_the_environment_as_flask_reads_them(
+    monkeypatch: pytest.MonkeyPatch, value: str, enabled: bool
+) -> None:
+    # from_prefixed_env JSON-decodes values: "0" and "1" arrive as the ints 0 and 1.
+    monkeypatch.setenv("FLASK_QUOTA_ENABLED", value)
+    monkeypatch.setenv("FLASK_QUOTA_HEADERS_ENABLED", "0")
+    app = make_app()
+    app.config.from_prefixed_env()
+    quota = Quota(app, strategy="fixed_window")
+
+    @app.get("/")
+    @quota.limit("1/minute")
+    def index() -> str:
+        return "ok"
+
+    client = app.test_client()
+    statuses = [client.get("/").status_code for _ in range(2)]
+    assert statuses == ([200, 429] if enabled else [200, 200])
+    settings = app.extensions["quota.state"].settings
+    assert settings.headers_enabled is False
+
+
+def test_other_integers_are_not_booleans() -> None:
+    with pytest.raises(ConfigurationError, match="QUOTA_ENABLED 2"):
+        Quota(make_app(QUOTA_ENABLED=2))
+
+
+def test_a_numeric_key_prefix_from_the_environment_is_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLASK_QUOTA_KEY_PREFIX", "2024")
+    app = make_app()
+    app.config.from_prefixed_env()
+    Quota(app)
+    assert app.extensions["quota.state"].settings.key_prefix == "2024"
+
+
 def test_two_parts_of_one_string_with_one_period_count_apart() -> None:
     app = make_app()
     quota = Quota(app, strategy="fixed_window")
