@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, Request, Response, current_app, g, request
+from flask import Blueprint, Flask, Request, Response, current_app, g, has_app_context, request
 from werkzeug.wrappers import Response as WSGIResponse
 
 from . import live
@@ -102,6 +102,9 @@ class Quota:
         #: The states of the apps this serves, weakly: a declaration made after an app has
         #: compiled plans (a view added later, a test declaring per test) clears them.
         self._states: weakref.WeakSet[AppState] = weakref.WeakSet()
+        #: The apps this serves, weakly: the one an override call outside an app context is
+        #: for, when there is just one.
+        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         if app is not None:
             self.init_app(app)
 
@@ -143,6 +146,7 @@ class Quota:
         app.extensions["quota"] = self
         app.extensions[STATE_KEY] = state
         self._states.add(state)
+        self._apps.add(app)
         app.before_request(self._before_request)
         app.after_request(self._after_request)
         app.teardown_request(self._teardown_request)
@@ -282,13 +286,13 @@ class Quota:
         """
         from . import admin
 
-        admin.set_override(app or _current_app(), name, limit, ttl)
+        admin.set_override(self._app_for(app), name, limit, ttl)
 
     def clear_override(self, name: str, *, app: Flask | None = None) -> bool:
         """Drop the override of ``name``; ``False`` if there was none."""
         from . import admin
 
-        return admin.clear_override(app or _current_app(), name)
+        return admin.clear_override(self._app_for(app), name)
 
     def overrides(self, *, app: Flask | None = None) -> dict[str, dict[str, Any]]:
         """The overrides in force: name -> ``{"limit": ..., "expires_in": seconds or None}``."""
@@ -296,8 +300,23 @@ class Quota:
 
         return {
             o.name: {"limit": o.limit, "expires_in": o.expires_in_s}
-            for o in admin.list_overrides(app or _current_app())
+            for o in admin.list_overrides(self._app_for(app))
         }
+
+    def _app_for(self, app: Flask | None) -> Flask:
+        """``app``, else the current app, else the one app this serves (a script or a test
+        that set up one app and calls the override methods outside an app context)."""
+        if app is not None:
+            return app
+        if has_app_context():
+            return _current_app()
+        apps = list(self._apps)
+        if len(apps) == 1:
+            return apps[0]
+        raise RuntimeError(
+            f"this Quota serves {len(apps)} apps and no app context is active: pass app= "
+            "or call it inside app.app_context()"
+        )
 
     # -- compilation -------------------------------------------------------------------------
 

@@ -323,6 +323,33 @@ def test_the_python_api_sets_lists_and_clears_overrides(live_app: tuple[Flask, Q
     assert limits_seen(app, "/search", "u2") == [100]
 
 
+def test_outside_an_app_context_the_one_app_served_is_meant(
+    live_app: tuple[Flask, Quota],
+) -> None:
+    app, quota = live_app
+
+    quota.set_override("search", "4/hour")
+    listed = quota.overrides()
+
+    assert listed == {"search": {"limit": "4/hour", "expires_in": None}}
+    assert limits_seen(app, "/search", "u1") == [4]
+    assert quota.clear_override("search") is True
+
+
+def test_outside_an_app_context_several_apps_need_app() -> None:
+    quota = Quota()
+    apps = [Flask("one"), Flask("two")]
+    for each in apps:
+        quota.init_app(each)
+
+    with pytest.raises(RuntimeError, match="serves 2 apps .* pass app="):
+        quota.set_override("search", "4/hour")
+    with apps[1].app_context():
+        quota.set_override("search", "4/hour")
+    assert quota.overrides(app=apps[1]) == {"search": {"limit": "4/hour", "expires_in": None}}
+    assert quota.overrides(app=apps[0]) == {}
+
+
 @pytest.mark.parametrize(
     ("limit", "ttl", "message"),
     [
