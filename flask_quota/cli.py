@@ -10,7 +10,7 @@ import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 from flask import current_app
@@ -69,21 +69,34 @@ def _one_line_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _warn_per_process() -> None:
-    if admin.is_per_process(_app()):
-        click.echo(
-            "note: memory:// storage lives inside each process: this command sees and "
-            "changes only its own process, not a running server (use Redis to share state)",
-            err=True,
-        )
+#: Said after a command that used ``memory://`` storage, in text mode only.
+PER_PROCESS_NOTE: Final = (
+    "note: memory:// storage lives inside each process: this command sees and changes only "
+    "its own process, not a running server (use Redis to share state)"
+)
 
 
-def _emit(as_json: bool, payload: Any, lines: Callable[[], Sequence[str]]) -> None:
+def _emit(
+    as_json: bool,
+    payload: Any,
+    lines: Callable[[], Sequence[str]],
+    *,
+    used_storage: bool = True,
+) -> None:
+    """Print a command's answer: the JSON document alone with ``--json``, else text lines.
+
+    Called once the command succeeded, so an error stays one line. In text mode a command
+    that used ``memory://`` storage adds :data:`PER_PROCESS_NOTE` on stderr: a human may
+    think they changed a running server. ``--json`` output is for scripts and is nothing but
+    the document.
+    """
     if as_json:
         click.echo(json.dumps(_plain(payload), indent=2, sort_keys=True))
-    else:
-        for line in lines():
-            click.echo(line)
+        return
+    for line in lines():
+        click.echo(line)
+    if used_storage and admin.is_per_process(_app()):
+        click.echo(PER_PROCESS_NOTE, err=True)
 
 
 def _plain(value: Any) -> Any:
@@ -124,6 +137,7 @@ def limits_command(as_json: bool) -> None:
             if rows
             else ["No limits."]
         ),
+        used_storage=False,
     )
 
 
@@ -141,7 +155,6 @@ def limits_command(as_json: bool) -> None:
 @_one_line_errors
 def list_command(pattern: str, max_rows: int, as_json: bool) -> None:
     """Live counters of identities matching the glob PATTERN."""
-    _warn_per_process()
     pattern = admin.shown_pattern(pattern)
     rows = admin.live_counters(_app(), pattern, max_rows)
     _emit(
@@ -172,7 +185,6 @@ def reset_command(
     identity: str | None, limit_name: str | None, everything: bool, yes: bool, as_json: bool
 ) -> None:
     """Clear the counters of IDENTITY (or of everyone with --all)."""
-    _warn_per_process()
     if everything == (identity is not None):
         raise _UsageLine("give either IDENTITY or --all")
     if everything:
@@ -208,7 +220,6 @@ def whitelist_group() -> None:
 @_one_line_errors
 def whitelist_add(identity: str, as_json: bool) -> None:
     """Let IDENTITY bypass every limit."""
-    _warn_per_process()
     shown = admin.allow(_app(), identity)
     _emit(as_json, {"identity": shown, "whitelisted": True}, lambda: [f"Whitelisted {shown}."])
 
@@ -219,7 +230,6 @@ def whitelist_add(identity: str, as_json: bool) -> None:
 @_one_line_errors
 def whitelist_remove(identity: str, as_json: bool) -> None:
     """Take IDENTITY off the stored allow list."""
-    _warn_per_process()
     shown = redact(identity)
     if not admin.disallow(_app(), identity):
         raise click.ClickException(f"{shown} is not on the stored whitelist")
@@ -231,7 +241,6 @@ def whitelist_remove(identity: str, as_json: bool) -> None:
 @_one_line_errors
 def whitelist_list(as_json: bool) -> None:
     """The allow list: QUOTA_WHITELIST and the stored entries."""
-    _warn_per_process()
     entries = admin.allowed_identities(_app())
     _emit(
         as_json,
@@ -252,7 +261,6 @@ def whitelist_list(as_json: bool) -> None:
 @_one_line_errors
 def block_command(identity: str, seconds: int | None, as_json: bool) -> None:
     """Refuse every request of IDENTITY until the block expires."""
-    _warn_per_process()
     shown, duration = admin.block(_app(), identity, seconds)
     _emit(
         as_json,
@@ -267,7 +275,6 @@ def block_command(identity: str, seconds: int | None, as_json: bool) -> None:
 @_one_line_errors
 def unblock_command(identity: str, as_json: bool) -> None:
     """Lift the block on IDENTITY."""
-    _warn_per_process()
     shown = redact(identity)
     if not admin.unblock(_app(), identity):
         raise click.ClickException(f"{shown} is not blocked")
@@ -287,7 +294,6 @@ def unblock_command(identity: str, as_json: bool) -> None:
 @_one_line_errors
 def top_command(count: int, as_json: bool) -> None:
     """The identities refused most often within QUOTA_ALERT_WINDOW."""
-    _warn_per_process()
     rows = admin.top_offenders(_app(), count)
     _emit(
         as_json,
@@ -308,7 +314,6 @@ def top_command(count: int, as_json: bool) -> None:
 @_one_line_errors
 def set_command(name: str, limit: str, seconds: int | None, as_json: bool) -> None:
     """Override the limit named NAME with LIMIT in every process (no restart)."""
-    _warn_per_process()
     admin.set_override(_app(), name, limit, seconds)
     _emit(
         as_json,
@@ -323,7 +328,6 @@ def set_command(name: str, limit: str, seconds: int | None, as_json: bool) -> No
 @_one_line_errors
 def unset_command(name: str, as_json: bool) -> None:
     """Drop the override of NAME: back to its configured limit."""
-    _warn_per_process()
     if not admin.clear_override(_app(), name):
         raise click.ClickException(f"no override named {name!r}")
     _emit(as_json, {"name": name, "overridden": False}, lambda: [f"Unset {name}."])
@@ -334,7 +338,6 @@ def unset_command(name: str, as_json: bool) -> None:
 @_one_line_errors
 def overrides_command(as_json: bool) -> None:
     """The live overrides in force."""
-    _warn_per_process()
     rows = admin.list_overrides(_app())
     _emit(
         as_json,
@@ -360,7 +363,6 @@ def emergency_command(
     switch: str, factor: float | None, seconds: int | None, as_json: bool
 ) -> None:
     """Scale every limit at once (on --factor 0.1), or back to normal (off)."""
-    _warn_per_process()
     app = _app()
     if switch == "on":
         if factor is None:

@@ -30,7 +30,6 @@ pytestmark = pytest.mark.redis
 USER = "user:7"
 USER_HEADERS = {"X-User": "7"}
 KEY_HEADERS = {"X-API-Key": SECRET}
-PER_PROCESS_NOTE = "note: memory:// storage lives inside each process"
 
 
 def ok(result: Any) -> str:
@@ -462,45 +461,6 @@ def test_configured_whitelist_api_keys_are_listed_hashed(make_ops_app: Any) -> N
     assert as_json(listed) == [{"identity": HASHED_KEY, "source": "config"}]
     # And the configured key still bypasses its limit.
     assert statuses(ops.app, "/key", 6, headers=KEY_HEADERS) == [200] * 6
-
-
-# -- memory:// -------------------------------------------------------------------------------
-
-
-def test_memory_storage_commands_work_and_warn_they_see_one_process(make_ops_app: Any) -> None:
-    ops = make_ops_app("memory")
-    assert statuses(ops.app, "/user", 2, headers=USER_HEADERS) == [200, 200]
-
-    results = {
-        "list": ops.cli("list", "--json", USER),
-        "block": ops.cli("block", "user:5", "--for", "30", "--json"),
-        "whitelist": ops.cli("whitelist", "add", "user:6", "--json"),
-        "top": ops.cli("top", "--json"),
-        "reset": ops.cli("reset", USER, "--json"),
-    }
-
-    assert json.loads(results["list"].stdout) == [
-        {
-            "identity": USER,
-            "limit": "3/minute",
-            "name": "per-user",
-            "remaining": 1,
-            "reset_s": 60,
-            "strategy": "fixed_window",
-            "used": 2,
-        }
-    ]
-    assert json.loads(results["block"].stdout) == {"identity": "user:5", "blocked_for": 30}
-    assert json.loads(results["top"].stdout) == []
-    assert json.loads(results["reset"].stdout)["cleared"] == 1
-    for name, result in results.items():
-        assert result.exit_code == 0, name
-        assert result.stderr.startswith(PER_PROCESS_NOTE), name
-        assert PER_PROCESS_NOTE not in result.stdout, name
-    blocked = get(ops.app, "/user", headers={"X-User": "5"})
-    assert blocked.status_code == 429 and blocked.headers["Retry-After"] == "30"
-    assert get(ops.app, "/user", headers={"X-User": "6"}).status_code == 200
-    assert get(ops.app, "/user", headers=USER_HEADERS).headers["X-RateLimit-Remaining"] == "2"
 
 
 # -- errors: one line, non-zero exit, no traceback ------------------------------------------
