@@ -1,7 +1,8 @@
 """``flask quota ...``: a thin click shell over :mod:`flask_quota.admin`.
 
-Every command takes ``--json``. Errors exit 1 with one line (``Error: ...``), never a
-traceback: a bad identity or limit name, an unreachable storage.
+Every command takes ``--json``. Errors print one line (``Error: ...``), never a traceback:
+exit status 1 for a failure (a bad identity or limit name, an unreachable storage), 2 for a
+usage error (an unknown command or option, a missing argument).
 """
 
 from __future__ import annotations
@@ -23,25 +24,50 @@ from .keys import redact
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _OneLineUsage(click.Command):
-    """A command whose usage errors print one line (``Error: ...``, exit 2), no usage text."""
+class _UsageLine(click.ClickException):
+    """A usage error as one line, ``Error: ...``, exit status 2 (click's for usage errors)."""
+
+    exit_code = 2
+
+
+#: click >= 8.2 raises this UsageError to print a group's help when the group is called without
+#: a command (``flask quota`` alone): that help stays. Older click prints the help and exits.
+_NO_ARGS_IS_HELP: Final = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _one_line(err: click.UsageError) -> click.ClickException:
+    return err if isinstance(err, _NO_ARGS_IS_HELP) else _UsageLine(err.format_message())
+
+
+class _OneLineGroup(AppGroup):
+    """``flask quota`` and its subgroups: a usage error under it prints one line, no usage text.
+
+    click prints a usage error with the usage and a hint, three lines more than API.md's
+    "one-line message". Parsing the group's own options happens in :meth:`make_context`; its
+    subcommand is looked up and parsed (and run) within :meth:`invoke`, so those two cover an
+    unknown command, a missing argument and a bad option at any depth. ``--help`` is no error
+    and prints as usual.
+    """
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
             return super().make_context(*args, **kwargs)
         except click.UsageError as err:
-            raise _UsageLine(err.format_message()) from None
+            raise _one_line(err) from None
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as err:
+            raise _one_line(err) from None
 
-class _UsageLine(click.ClickException):
-    exit_code = 2
+    def group(  # type: ignore[override]  # as flask's AppGroup.group: one signature, no overloads
+        self, *args: Any, **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], click.Group]:
+        """As :meth:`AppGroup.group`, with subgroups of this class (AppGroup's own default)."""
+        kwargs.setdefault("cls", _OneLineGroup)
+        return super().group(*args, **kwargs)
 
-
-class _OneLineGroup(AppGroup):
-    command_class = _OneLineUsage
-
-
-_OneLineGroup.group_class = _OneLineGroup
 
 quota_cli = _OneLineGroup("quota", help="Inspect and operate flask-quota rate limits.")
 

@@ -1,5 +1,6 @@
-"""What ``flask quota`` prints on the default ``memory://`` storage: one line on error, nothing
-but the JSON document with ``--json``, and the per-process note only in text mode, after success.
+"""What ``flask quota`` prints: one line on any error (usage errors included), nothing but the
+JSON document with ``--json``, and ``memory://``'s per-process note only in text mode, after
+success. Most run on the default ``memory://`` storage, where that note exists.
 
 click's runner (8.2+) mixes stderr into ``result.output``, as a terminal does: a note on stderr
 would break both an error's one line and a script's ``json.loads(output)``.
@@ -137,3 +138,66 @@ def test_no_note_on_redis(make_ops_app: Any) -> None:
 
     assert ok(result) == "Blocked user:5 for 30 s.\n"
     assert result.stderr == ""
+
+
+# -- usage errors: one line, exit 2 ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("frobnicate",), "Error: No such command 'frobnicate'."),
+        (("whitelist", "frobnicate"), "Error: No such command 'frobnicate'."),
+        (("whitelist", "lst"), "Error: No such command 'lst'. Did you mean 'list'?"),
+        (("--bogus",), "Error: No such option '--bogus'."),
+        (("whitelist", "--bogus"), "Error: No such option '--bogus'."),
+        (("whitelist", "add", "--bogus", "user:1"), "Error: No such option '--bogus'."),
+        (("block",), "Error: Missing argument 'IDENTITY'."),
+        (("whitelist", "add"), "Error: Missing argument 'IDENTITY'."),
+        (("whitelist", "remove"), "Error: Missing argument 'IDENTITY'."),
+        (("set", "search"), "Error: Missing argument 'LIMIT'."),
+        (("block", "user:1", "--for"), "Error: Option '--for' requires an argument."),
+        (("emergency", "maybe"), "Error: Invalid value for '{on|off|status}'"),
+        (("top", "--limit", "x"), "Error: Invalid value for '--limit'"),
+        (("block", "user:1", "user:2"), "Error: Got unexpected extra argument (user:2)"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_status_2(
+    memory_ops: OpsApp, args: tuple[str, ...], message: str
+) -> None:
+    result = memory_ops.cli(*args)
+
+    assert one_line_error(result).startswith(message)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "Usage:" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "usage"),
+    [
+        (("--help",), "quota [OPTIONS] COMMAND [ARGS]..."),
+        (("whitelist", "--help"), "quota whitelist [OPTIONS] COMMAND [ARGS]..."),
+        (("whitelist", "add", "--help"), "quota whitelist add [OPTIONS] IDENTITY"),
+        (("list", "--help"), "quota list [OPTIONS] [PATTERN]"),
+    ],
+)
+def test_help_prints_as_usual(memory_ops: OpsApp, args: tuple[str, ...], usage: str) -> None:
+    result = memory_ops.cli(*args)
+
+    assert result.exit_code == 0
+    lines = ok(result).splitlines()
+    assert lines[0].startswith("Usage: ") and lines[0].endswith(usage)
+    assert "Options:" in lines
+    assert any(line.split()[:1] == ["--help"] for line in lines)
+
+
+@pytest.mark.parametrize("args", [(), ("whitelist",)])
+def test_a_group_without_a_command_prints_its_help(
+    memory_ops: OpsApp, args: tuple[str, ...]
+) -> None:
+    # As click does for any group: the help, not an error line (exit status as click sets it).
+    result = memory_ops.cli(*args)
+
+    assert result.output.startswith("Usage: ")
+    assert "Commands:" in result.output
