@@ -39,18 +39,24 @@ _PEEK_BATCH = 100
 
 @dataclass(frozen=True, slots=True)
 class RouteLimit:
-    """One limit on one route, for ``flask quota limits``."""
+    """One limit on one route, for ``flask quota limits``; or a route's methods with no limit.
+
+    A route (or some of its methods) that no limit covers has a row whose limit fields are
+    ``None``; ``exempt`` tells an exemption (``@quota.exempt``, an exempt blueprint, the
+    ``static`` route unless ``QUOTA_COUNT_STATIC``) from a route that simply has no limit.
+    """
 
     endpoint: str
     rule: str
     methods: str
-    name: str
-    limit: str
-    strategy: str
-    key: str
-    scope: str
+    name: str | None
+    limit: str | None
+    strategy: str | None
+    key: str | None
+    scope: str | None
     dry_run: bool
-    fail_mode: str
+    fail_mode: str | None
+    exempt: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,38 +97,95 @@ def _compiled_specs(app: Flask, state: AppState) -> Iterator[tuple[str, Compiled
 
 
 def route_limits(app: Flask) -> list[RouteLimit]:
-    """Every route with its limits, in URL-map order (like ``flask routes``)."""
+    """Every route with its limits, sorted by rule (like ``flask routes --sort rule``).
+
+    Each limit is a row; a route without any (exempt, or nothing declared and no default or
+    global limit) is a row too, so no route is missing from the list.
+    """
     state = app_state(app)
     rows: list[RouteLimit] = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint)):
-        if rule.endpoint == "static" and not state.settings.count_static:
-            continue
-        methods = ",".join(sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}))
-        for compiled in state.plans.get(rule.endpoint).specs:
-            spec = compiled.spec
-            key_name = getattr(compiled.key, "__name__", repr(compiled.key))
-            limits: tuple[AppliedLimit, ...] | None = compiled.fixed
-            entries = (
-                [(a.name, str(a.limit)) for a in limits]
-                if limits is not None
-                else [(spec.name or f"{compiled.name_base}:<dynamic>", _dynamic_label(spec.source))]
-            )
-            for name, text in entries:
-                rows.append(
-                    RouteLimit(
-                        endpoint=rule.endpoint,
-                        rule=rule.rule,
-                        methods=",".join(sorted(spec.methods)) if spec.methods else methods,
-                        name=name,
-                        limit=text,
-                        strategy=compiled.strategy.value,
-                        key=key_name,
-                        scope=compiled.scope,
-                        dry_run=compiled.dry_run,
-                        fail_mode=compiled.fail_mode.value,
-                    )
-                )
+        served = frozenset(rule.methods or ()) - {"HEAD", "OPTIONS"}
+        rows += _route_rows(state, rule.endpoint, rule.rule, served)
     return rows
+
+
+def _route_rows(
+    state: AppState, endpoint: str, rule: str, served: frozenset[str]
+) -> list[RouteLimit]:
+    def unlimited(methods: frozenset[str], *, exempt: bool) -> RouteLimit:
+        return RouteLimit(
+            endpoint=endpoint,
+            rule=rule,
+            methods=_methods(methods),
+            name=None,
+            limit=None,
+            strategy=None,
+            key=None,
+            scope=None,
+            dry_run=False,
+            fail_mode=None,
+            exempt=exempt,
+        )
+
+    if endpoint == "static" and not state.settings.count_static:
+        return [unlimited(served, exempt=True)]
+    plan = state.plans.get(endpoint)
+    if plan.exempt:
+        return [unlimited(served, exempt=True)]
+    counted = served - plan.exempt_methods
+    rows: list[RouteLimit] = []
+    for compiled in plan.specs:
+        spec = compiled.spec
+        limits: tuple[AppliedLimit, ...] | None = compiled.fixed
+        entries = (
+            [(a.name, str(a.limit)) for a in limits]
+            if limits is not None
+            else [(spec.name or f"{compiled.name_base}:<dynamic>", _dynamic_label(spec.source))]
+        )
+        for name, text in entries:
+            rows.append(
+                RouteLimit(
+                    endpoint=endpoint,
+                    rule=rule,
+                    methods=_methods(spec.methods) if spec.methods else _methods(counted),
+                    name=name,
+                    limit=text,
+                    strategy=compiled.strategy.value,
+                    key=_function_name(compiled.key),
+                    scope=compiled.scope,
+                    dry_run=compiled.dry_run,
+                    fail_mode=compiled.fail_mode.value,
+                )
+            )
+    for slots in plan.concurrency:
+        rows.append(
+            RouteLimit(
+                endpoint=endpoint,
+                rule=rule,
+                methods=_methods(slots.methods or counted),
+                name=slots.name,
+                limit=f"{slots.capacity} in flight",
+                strategy="concurrent",
+                key=_function_name(slots.key),
+                scope=slots.scope,
+                dry_run=False,
+                fail_mode=slots.fail_mode.value,
+            )
+        )
+    if not rows and counted:
+        rows.append(unlimited(counted, exempt=False))
+    if served & plan.exempt_methods:
+        rows.append(unlimited(served & plan.exempt_methods, exempt=True))
+    return rows
+
+
+def _methods(methods: frozenset[str]) -> str:
+    return ",".join(sorted(methods))
+
+
+def _function_name(function: object) -> str:
+    return str(getattr(function, "__name__", repr(function)))
 
 
 def _dynamic_label(source: object) -> str:

@@ -155,13 +155,22 @@ def limits_command(as_json: bool) -> None:
         lambda: (
             _table(
                 [
-                    (r.endpoint, r.methods, r.rule, r.name, r.limit, r.strategy, r.key, r.scope)
+                    (
+                        r.endpoint,
+                        r.methods,
+                        r.rule,
+                        r.name,
+                        "exempt" if r.exempt else r.limit,
+                        r.strategy,
+                        r.key,
+                        r.scope,
+                    )
                     for r in rows
                 ],
                 ("Endpoint", "Methods", "Rule", "Name", "Limit", "Strategy", "Key", "Scope"),
             )
             if rows
-            else ["No limits."]
+            else ["No routes."]
         ),
         used_storage=False,
     )

@@ -82,31 +82,47 @@ def busy(ops: OpsApp) -> OpsApp:
 
 # -- limits ----------------------------------------------------------------------------------
 
+STATIC_RULE = "/static/<path:filename>"
 EXPECTED_ROUTE_LIMITS = [
-    # endpoint, rule, name, limit, key function, scope
+    # endpoint, rule, name, limit ("exempt": no limits at all), key function, scope
     ("index", "/", "global:1000/minute", GLOBAL_LIMIT, "GLOBAL", "global"),
     ("index", "/", "index:10/minute", DEFAULT_LIMIT, "by_ip", "index"),
     ("api.a", "/api/a", "global:1000/minute", GLOBAL_LIMIT, "GLOBAL", "global"),
     ("api.a", "/api/a", "api", "5/minute", "by_ip", "api"),
     ("api.b", "/api/b", "global:1000/minute", GLOBAL_LIMIT, "GLOBAL", "global"),
     ("api.b", "/api/b", "api", "5/minute", "by_ip", "api"),
+    ("health", "/health", None, "exempt", None, None),
     ("key", "/key", "global:1000/minute", GLOBAL_LIMIT, "GLOBAL", "global"),
     ("key", "/key", "per-key", "4/minute", "by_api_key", "key"),
+    # Not counted unless QUOTA_COUNT_STATIC, as if exempt.
+    ("static", STATIC_RULE, None, "exempt", None, None),
     ("user", "/user", "global:1000/minute", GLOBAL_LIMIT, "GLOBAL", "global"),
     ("user", "/user", "per-user", "3/minute", "by_user", "user"),
 ]
 
 
-def test_limits_lists_every_limited_route_with_strategy_key_and_scope(ops: OpsApp) -> None:
+def test_limits_lists_every_route_with_strategy_key_and_scope(ops: OpsApp) -> None:
     rows = as_json(ops.cli("limits", "--json"))
     text = ok(ops.cli("limits"))
 
     assert [
-        (r["endpoint"], r["rule"], r["name"], r["limit"], r["key"], r["scope"]) for r in rows
+        (
+            r["endpoint"],
+            r["rule"],
+            r["name"],
+            "exempt" if r["exempt"] else r["limit"],
+            r["key"],
+            r["scope"],
+        )
+        for r in rows
     ] == EXPECTED_ROUTE_LIMITS
-    assert {r["strategy"] for r in rows} == {"fixed_window"}
+    limited = [r for r in rows if not r["exempt"]]
+    assert {r["strategy"] for r in limited} == {"fixed_window"}
+    assert {r["fail_mode"] for r in limited} == {"open"}
     assert {r["methods"] for r in rows} == {"GET"}
     assert {r["dry_run"] for r in rows} == {False}
+    for exempt in (r for r in rows if r["exempt"]):
+        assert [exempt[f] for f in ("limit", "strategy", "fail_mode")] == [None, None, None]
     lines = text.splitlines()
     assert lines[0].split() == [
         "Endpoint",
@@ -119,11 +135,10 @@ def test_limits_lists_every_limited_route_with_strategy_key_and_scope(ops: OpsAp
         "Scope",
     ]
     assert [line.split() for line in lines[2:]] == [
-        [endpoint, "GET", rule, name, limit, "fixed_window", key, scope]
+        [endpoint, "GET", rule, name or "-", limit, "fixed_window" if name else "-"]
+        + [key or "-", scope or "-"]
         for endpoint, rule, name, limit, key, scope in EXPECTED_ROUTE_LIMITS
     ]
-    # The exempt /health and the static route have no limits, so no rows.
-    assert "health" not in text and "static" not in text
 
 
 def test_limits_prints_no_per_process_note_on_memory(make_ops_app: Any) -> None:
