@@ -8,15 +8,16 @@ Every identity given here may be raw or already redacted (``key:secret`` and
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from flask import Flask
 
 from . import live
-from ._registry import AppliedLimit, CompiledSpec
+from ._catalog import CounterId, CounterLimits, build_catalog, made_by_plan
+from ._registry import AppliedLimit
 from ._request import apply_live_config
 from ._state import AppState, app_state
+from .algorithms import Decision
 from .errors import ConfigurationError
 from .keys import (
     ALLOW,
@@ -87,13 +88,6 @@ def _identity(text: str) -> str:
     if not text or not text.strip():
         raise ConfigurationError("identity must be a non-empty string, e.g. 'user:42'")
     return redact(text)
-
-
-def _compiled_specs(app: Flask, state: AppState) -> Iterator[tuple[str, CompiledSpec]]:
-    """Every compiled limit of every route (plans compile on first use, so this compiles)."""
-    for rule in app.url_map.iter_rules():
-        for compiled in state.plans.get(rule.endpoint).specs:
-            yield rule.endpoint, compiled
 
 
 def route_limits(app: Flask) -> list[RouteLimit]:
@@ -189,6 +183,9 @@ def _function_name(function: object) -> str:
 
 
 def _dynamic_label(source: object) -> str:
+    """A callable limit's string, as ``limits`` shows it: a plan's comes from ``QUOTA_PLANS``."""
+    if made_by_plan(source):
+        return "<per request: QUOTA_PLANS>"
     return f"<per request: {getattr(source, '__qualname__', repr(source))}>"
 
 
@@ -203,18 +200,16 @@ def live_counters(app: Flask, pattern: str = "*", limit: int = 1000) -> list[Cou
     """Identities with live state whose shown identity matches the glob ``pattern``.
 
     Used/remaining/reset come from a peek (a check of cost 0: decided, never written) with
-    the limit's current rule; a state whose limit the app no longer declares statically
-    shows only its identity and name.
+    the counter's limit as the app declares it now (see :mod:`flask_quota._catalog`). A plan's
+    counter whose plan only a request can tell is peeked under each plan that fits it: the
+    limit shows them all (``1000/day|100000/day``), used and reset show when every one gives
+    the same, remaining does not. A counter whose limit is unknown here shows only its
+    identity and name (``?`` for the limit).
     """
     pattern = shown_pattern(pattern)
     state = app_state(app)
     prefix = state.settings.key_prefix
-    rules: dict[tuple[str, str, int], AppliedLimit] = {}
-    for _, compiled in _compiled_specs(app, state):
-        for applied in compiled.fixed or ():
-            rules.setdefault(
-                (applied.scope, applied.strategy.value, applied.limit.period_s), applied
-            )
+    catalog = build_catalog(app, state)
     found: list[tuple[ParsedKey, str]] = []
     for key in state.storage.scan(prefix_pattern(prefix)):
         parsed = parse_key(key, prefix)
@@ -226,33 +221,54 @@ def live_counters(app: Flask, pattern: str = "*", limit: int = 1000) -> list[Cou
                 break
     counters: list[Counter] = []
     for start in range(0, len(found), _PEEK_BATCH):
-        batch = found[start : start + _PEEK_BATCH]
-        known = [
-            (parsed, key, rules.get((parsed.kind, parsed.algorithm, parsed.period_s)))
-            for parsed, key in batch
+        batch = [
+            (parsed, key, catalog.lookup(parsed))
+            for parsed, key in found[start : start + _PEEK_BATCH]
         ]
-        peeks = [Check(key=key, rule=a.rule, cost=0, dry_run=True) for _, key, a in known if a]
+        peeks = [
+            Check(key=key, rule=applied.rule, cost=0, dry_run=True)
+            for _, key, limits in batch
+            for applied in (limits.candidates if limits else ())
+        ]
         decisions = iter(state.storage.evaluate(peeks).decisions if peeks else ())
-        for parsed, _, known_limit in known:
-            if known_limit is None:
-                counters.append(
-                    Counter(parsed.identity, parsed.kind, "?", parsed.algorithm, None, None, None)
-                )
-                continue
-            decision = next(decisions)
-            counters.append(
-                Counter(
-                    identity=parsed.identity,
-                    name=known_limit.name,
-                    limit=str(known_limit.limit),
-                    strategy=known_limit.strategy.value,
-                    used=decision.limit - decision.remaining,
-                    remaining=decision.remaining,
-                    reset_s=ceil_seconds(decision.reset_after_us),
-                )
-            )
+        for parsed, _, limits in batch:
+            candidates = limits.candidates if limits else ()
+            counters.append(_counter_row(parsed, limits, [next(decisions) for _ in candidates]))
     counters.sort(key=lambda c: (c.identity, c.name))
     return counters
+
+
+def _counter_row(
+    parsed: ParsedKey, limits: CounterLimits | None, decisions: list[Decision]
+) -> Counter:
+    """One row of ``list``: the counter under its candidate limits' peeks (one each)."""
+    if limits is None or not limits.candidates:
+        name = parsed.kind if limits is None else limits.label
+        return Counter(parsed.identity, name, "?", parsed.algorithm, None, None, None)
+    candidates = limits.candidates
+    if len(candidates) == 1:
+        (only,), (decision,) = candidates, decisions
+        return Counter(
+            identity=parsed.identity,
+            name=only.name,
+            limit=str(only.limit),
+            strategy=only.strategy.value,
+            used=decision.limit - decision.remaining,
+            remaining=decision.remaining,
+            reset_s=ceil_seconds(decision.reset_after_us),
+        )
+    used = {d.limit - d.remaining for d in decisions}
+    reset = {ceil_seconds(d.reset_after_us) for d in decisions}
+    names = {c.name for c in candidates}
+    return Counter(
+        identity=parsed.identity,
+        name=names.pop() if len(names) == 1 else limits.label,
+        limit="|".join(str(c.limit) for c in candidates),
+        strategy=candidates[0].strategy.value,
+        used=used.pop() if len(used) == 1 else None,
+        remaining=None,
+        reset_s=reset.pop() if len(reset) == 1 else None,
+    )
 
 
 def reset(app: Flask, identity: str, limit_name: str | None = None) -> int:
@@ -264,30 +280,20 @@ def reset(app: Flask, identity: str, limit_name: str | None = None) -> int:
     state = app_state(app)
     shown = _identity(identity)
     prefix = state.settings.key_prefix
-    scopes: set[tuple[str, str, int]] | None = None
+    counters: frozenset[CounterId] | None = None
     if limit_name is not None:
-        scopes = {
-            (a.scope, a.strategy.value, a.limit.period_s)
-            for _, compiled in _compiled_specs(app, state)
-            for a in compiled.fixed or ()
-            if a.name == limit_name
-        }
-        scopes |= {
-            (compiled.scope, "", 0)
-            for _, compiled in _compiled_specs(app, state)
-            if compiled.fixed is None and compiled.spec.name == limit_name
-        }
-        if not scopes:
+        counters = build_catalog(app, state).counters_named(limit_name)
+        if not counters:
             raise ConfigurationError(f"no limit named {limit_name!r}: see 'flask quota limits'")
     doomed = []
     for key in state.storage.scan(identity_pattern(prefix, shown)):
         parsed = parse_key(key, prefix)
         if parsed is None or parsed.identity != shown or parsed.kind.startswith("%"):
             continue
-        if scopes is None or any(
+        if counters is None or any(
             parsed.kind == scope
             and (not algorithm or (parsed.algorithm, parsed.period_s) == (algorithm, period))
-            for scope, algorithm, period in scopes
+            for scope, algorithm, period in counters
         ):
             doomed.append(key)
     state.storage.clear(doomed)
