@@ -2,18 +2,21 @@
 
 Plain functions over an app's state, so the CLI stays a thin shell and tests need no click.
 Every identity given here may be raw or already redacted (``key:secret`` and
-``key:sha256:<16 hex>`` name the same API key); nothing here prints a secret.
+``key:sha256:<16 hex>`` name the same API key); nothing here prints a secret. An IP address is
+taken as ``by_ip`` would count it (an IPv6 one as its network), and a network is refused.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from typing import Final
 
 from flask import Flask
 
-from . import live
+from . import _identities, live
 from ._catalog import CounterId, CounterLimits, build_catalog, made_by_plan
+from ._identities import OperatorIdentity
 from ._registry import AppliedLimit
 from ._request import apply_live_config
 from ._state import AppState, app_state
@@ -34,6 +37,10 @@ from .responses import ceil_seconds
 from .storage import MemoryStorage
 from .storage.base import ALLOW_IN_USE, BLOCK_IN_USE, Check
 
+#: Ends the error for an IP network given as an identity.
+_NETWORK_HINT: Final = "to allow a network, put it in QUOTA_WHITELIST"
+#: Ends the error for an IP network given as a ``list`` pattern.
+_GLOB_HINT: Final = "to list several, use a glob ('*', '?', '[...]')"
 #: Keys peeked per storage call by :func:`live_counters`.
 _PEEK_BATCH = 100
 
@@ -84,10 +91,18 @@ def is_per_process(app: Flask) -> bool:
     return isinstance(app_state(app).storage, MemoryStorage)
 
 
-def _identity(text: str) -> str:
-    if not text or not text.strip():
-        raise ConfigurationError("identity must be a non-empty string, e.g. 'user:42'")
-    return redact(text)
+def resolve_identity(app: Flask, text: str) -> OperatorIdentity:
+    """The identity an operator's ``text`` names: API keys redacted, an IPv6 address made the
+    network ``by_ip`` counts it in (see :mod:`flask_quota._identities`).
+
+    :raises ConfigurationError: for an empty text or an IP network (lists hold identities).
+    """
+    return _identity(app_state(app), text)
+
+
+def _identity(state: AppState, text: str) -> OperatorIdentity:
+    prefix = state.settings.ipv6_prefix
+    return _identities.resolve_identity(text, prefix, hint=_NETWORK_HINT)
 
 
 def route_limits(app: Flask) -> list[RouteLimit]:
@@ -189,11 +204,17 @@ def _dynamic_label(source: object) -> str:
     return f"<per request: {getattr(source, '__qualname__', repr(source))}>"
 
 
-def shown_pattern(pattern: str) -> str:
-    """A ``list`` pattern as matched against shown identities: one without glob characters
-    is an identity, redacted like any other, so ``key:<secret>`` finds its hashed counters
-    (and is never echoed back in clear)."""
-    return pattern if any(c in pattern for c in "*?[") else redact(pattern)
+def resolve_pattern(app: Flask, pattern: str) -> OperatorIdentity:
+    """A ``list`` pattern as matched against shown identities.
+
+    One without glob characters is an identity, resolved like any other: ``key:<secret>``
+    finds its hashed counters (and is never echoed back in clear), an IPv6 address its
+    network's. A glob is left as it is.
+    """
+    if any(c in pattern for c in "*?["):
+        return OperatorIdentity(pattern)
+    prefix = app_state(app).settings.ipv6_prefix
+    return _identities.resolve_identity(pattern, prefix, hint=_GLOB_HINT)
 
 
 def live_counters(app: Flask, pattern: str = "*", limit: int = 1000) -> list[Counter]:
@@ -206,7 +227,7 @@ def live_counters(app: Flask, pattern: str = "*", limit: int = 1000) -> list[Cou
     the same, remaining does not. A counter whose limit is unknown here shows only its
     identity and name (``?`` for the limit).
     """
-    pattern = shown_pattern(pattern)
+    pattern = resolve_pattern(app, pattern).identity
     state = app_state(app)
     prefix = state.settings.key_prefix
     catalog = build_catalog(app, state)
@@ -278,7 +299,7 @@ def reset(app: Flask, identity: str, limit_name: str | None = None) -> int:
     :raises ConfigurationError: for an empty identity or a name no route declares.
     """
     state = app_state(app)
-    shown = _identity(identity)
+    shown = _identity(state, identity).identity
     prefix = state.settings.key_prefix
     counters: frozenset[CounterId] | None = None
     if limit_name is not None:
@@ -317,7 +338,7 @@ def reset_all(app: Flask) -> int:
 def allow(app: Flask, identity: str) -> str:
     """Add ``identity`` to the stored allow list (every process, at once). Returns it shown."""
     state = app_state(app)
-    shown = _identity(identity)
+    shown = _identity(state, identity).identity
     _mark_in_use(state, ALLOW_IN_USE)
     state.storage.put(identity_key(state.settings.key_prefix, ALLOW, shown), "1", None)
     return shown
@@ -332,7 +353,7 @@ def _mark_in_use(state: AppState, field: str) -> None:
 def disallow(app: Flask, identity: str) -> bool:
     """Remove ``identity`` from the stored allow list; ``False`` if it was not there."""
     state = app_state(app)
-    key = identity_key(state.settings.key_prefix, ALLOW, _identity(identity))
+    key = identity_key(state.settings.key_prefix, ALLOW, _identity(state, identity).identity)
     present = state.storage.get(key) is not None
     state.storage.clear([key])
     return present
@@ -361,7 +382,7 @@ def block(app: Flask, identity: str, seconds: int | None = None) -> tuple[str, i
     duration = state.settings.block_duration_s if seconds is None else seconds
     if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:
         raise ConfigurationError(f"invalid block duration {seconds!r}: expected seconds >= 1")
-    shown = _identity(identity)
+    shown = _identity(state, identity).identity
     _mark_in_use(state, BLOCK_IN_USE)
     state.storage.put(identity_key(state.settings.key_prefix, BLOCK, shown), "1", duration * 1000)
     return shown, duration
@@ -370,7 +391,7 @@ def block(app: Flask, identity: str, seconds: int | None = None) -> tuple[str, i
 def unblock(app: Flask, identity: str) -> bool:
     """Lift a block; ``False`` if the identity was not blocked."""
     state = app_state(app)
-    key = identity_key(state.settings.key_prefix, BLOCK, _identity(identity))
+    key = identity_key(state.settings.key_prefix, BLOCK, _identity(state, identity).identity)
     present = state.storage.get(key) is not None
     state.storage.clear([key])
     return present

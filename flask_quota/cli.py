@@ -18,8 +18,8 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from . import admin
+from ._identities import OperatorIdentity
 from .errors import QuotaError
-from .keys import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -108,6 +108,7 @@ def _emit(
     lines: Callable[[], Sequence[str]],
     *,
     used_storage: bool = True,
+    resolved: OperatorIdentity | None = None,
 ) -> None:
     """Print a command's answer: the JSON document alone with ``--json``, else text lines.
 
@@ -115,10 +116,20 @@ def _emit(
     that used ``memory://`` storage adds :data:`PER_PROCESS_NOTE` on stderr: a human may
     think they changed a running server. ``--json`` output is for scripts and is nothing but
     the document.
+
+    :param resolved: the identity the command was given; when the address typed was taken
+        as another identity (an IPv6 address as its network), the answer says so: a first
+        line in text, a ``given`` field in a JSON object.
     """
+    taken = resolved if resolved is not None and resolved.given is not None else None
     if as_json:
-        click.echo(json.dumps(_plain(payload), indent=2, sort_keys=True))
+        document = _plain(payload)
+        if taken is not None and isinstance(document, dict):
+            document = {**document, "given": taken.given}
+        click.echo(json.dumps(document, indent=2, sort_keys=True))
         return
+    if taken is not None:
+        click.echo(f"{taken.given} is identity {taken.identity}, as by_ip counts it.")
     for line in lines():
         click.echo(line)
     if used_storage and admin.is_per_process(_app()):
@@ -190,7 +201,8 @@ def limits_command(as_json: bool) -> None:
 @_one_line_errors
 def list_command(pattern: str, max_rows: int, as_json: bool) -> None:
     """Live counters of identities matching the glob PATTERN."""
-    pattern = admin.shown_pattern(pattern)
+    resolved = admin.resolve_pattern(_app(), pattern)
+    pattern = resolved.identity
     rows = admin.live_counters(_app(), pattern, max_rows)
     _emit(
         as_json,
@@ -206,6 +218,7 @@ def list_command(pattern: str, max_rows: int, as_json: bool) -> None:
             if rows
             else [f"No live counters match {pattern!r}."]
         ),
+        resolved=resolved,
     )
 
 
@@ -235,12 +248,14 @@ def reset_command(
         )
         return
     assert identity is not None
-    cleared = admin.reset(_app(), identity, limit_name)
-    shown = redact(identity)
+    resolved = admin.resolve_identity(_app(), identity)
+    shown = resolved.identity
+    cleared = admin.reset(_app(), shown, limit_name)
     _emit(
         as_json,
         {"cleared": cleared, "identity": shown, "limit": limit_name},
         lambda: [f"Cleared {cleared} counters of {shown}."],
+        resolved=resolved,
     )
 
 
@@ -255,8 +270,14 @@ def whitelist_group() -> None:
 @_one_line_errors
 def whitelist_add(identity: str, as_json: bool) -> None:
     """Let IDENTITY bypass every limit."""
-    shown = admin.allow(_app(), identity)
-    _emit(as_json, {"identity": shown, "whitelisted": True}, lambda: [f"Whitelisted {shown}."])
+    resolved = admin.resolve_identity(_app(), identity)
+    shown = admin.allow(_app(), resolved.identity)
+    _emit(
+        as_json,
+        {"identity": shown, "whitelisted": True},
+        lambda: [f"Whitelisted {shown}."],
+        resolved=resolved,
+    )
 
 
 @whitelist_group.command("remove")
@@ -265,10 +286,16 @@ def whitelist_add(identity: str, as_json: bool) -> None:
 @_one_line_errors
 def whitelist_remove(identity: str, as_json: bool) -> None:
     """Take IDENTITY off the stored allow list."""
-    shown = redact(identity)
-    if not admin.disallow(_app(), identity):
+    resolved = admin.resolve_identity(_app(), identity)
+    shown = resolved.identity
+    if not admin.disallow(_app(), shown):
         raise click.ClickException(f"{shown} is not on the stored whitelist")
-    _emit(as_json, {"identity": shown, "whitelisted": False}, lambda: [f"Removed {shown}."])
+    _emit(
+        as_json,
+        {"identity": shown, "whitelisted": False},
+        lambda: [f"Removed {shown}."],
+        resolved=resolved,
+    )
 
 
 @whitelist_group.command("list")
@@ -296,11 +323,13 @@ def whitelist_list(as_json: bool) -> None:
 @_one_line_errors
 def block_command(identity: str, seconds: int | None, as_json: bool) -> None:
     """Refuse every request of IDENTITY until the block expires."""
-    shown, duration = admin.block(_app(), identity, seconds)
+    resolved = admin.resolve_identity(_app(), identity)
+    shown, duration = admin.block(_app(), resolved.identity, seconds)
     _emit(
         as_json,
         {"identity": shown, "blocked_for": duration},
         lambda: [f"Blocked {shown} for {duration} s."],
+        resolved=resolved,
     )
 
 
@@ -310,10 +339,16 @@ def block_command(identity: str, seconds: int | None, as_json: bool) -> None:
 @_one_line_errors
 def unblock_command(identity: str, as_json: bool) -> None:
     """Lift the block on IDENTITY."""
-    shown = redact(identity)
-    if not admin.unblock(_app(), identity):
+    resolved = admin.resolve_identity(_app(), identity)
+    shown = resolved.identity
+    if not admin.unblock(_app(), shown):
         raise click.ClickException(f"{shown} is not blocked")
-    _emit(as_json, {"identity": shown, "blocked": False}, lambda: [f"Unblocked {shown}."])
+    _emit(
+        as_json,
+        {"identity": shown, "blocked": False},
+        lambda: [f"Unblocked {shown}."],
+        resolved=resolved,
+    )
 
 
 @quota_cli.command("top")
