@@ -15,15 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cache
-from types import CodeType
 from typing import Final
 
 from flask import Flask
 
+from ._plans import PlanLimit
 from ._registry import AppliedLimit, CompiledSpec, parse_cached
 from ._state import AppState
-from .extension import Quota
 from .keys import ParsedKey
 
 #: ``(scope, algorithm, period_s)``: what a state's key says of its limit.
@@ -129,16 +127,6 @@ def _plan_candidates(
             yield from compiled.resolve(parse_cached(text))
 
 
-@cache
-def _plan_code() -> CodeType | None:
-    """The code of the callables :meth:`Quota.plan` makes: all of them share it, and no other
-    function has it, so it tells a plan from another callable without calling either."""
-    made = Quota().plan(by=lambda: None)
-    code: CodeType | None = getattr(made, "__code__", None)
-    return code
-
-
 def made_by_plan(source: object) -> bool:
     """Whether ``source`` is a callable limit made by :meth:`Quota.plan`."""
-    code = _plan_code()
-    return code is not None and getattr(source, "__code__", None) is code
+    return isinstance(source, PlanLimit)

@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response as WSGIResponse
 
 from . import live
 from ._config import KeyFunc, Settings, load_settings
+from ._plans import PlanLimit
 from ._registry import (
     CompiledConcurrency,
     CompiledSpec,
@@ -32,7 +33,7 @@ from ._registry import (
     declare_concurrency,
 )
 from ._request import check_request, refresh_stale_live_config, release_slots
-from ._state import STATE_KEY, AppState, StorageGuard, app_state, current_state
+from ._state import STATE_KEY, AppState, StorageGuard, app_state
 from .errors import ConfigurationError
 from .identity import GLOBAL, by_ip
 from .metrics import metrics_for
@@ -260,19 +261,7 @@ class Quota:
         A plan mapped to ``None`` (or ``by()`` returning ``None``) is unlimited; a plan name
         missing from ``QUOTA_PLANS`` is a configuration error.
         """
-
-        def plan_limit() -> str | None:
-            plan_name = by()
-            if plan_name is None:
-                return None
-            plans = current_state().settings.plans
-            if plan_name not in plans:
-                raise ConfigurationError(
-                    f"unknown plan {plan_name!r}: QUOTA_PLANS has {sorted(plans)!r}"
-                )
-            return plans[plan_name]
-
-        return plan_limit
+        return PlanLimit(by)
 
     # -- live configuration ------------------------------------------------------------------
 
