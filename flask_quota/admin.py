@@ -77,7 +77,8 @@ class Counter:
     strategy: str
     used: int | None
     remaining: int | None
-    reset_s: int | None
+    #: Seconds until the limit is whole again, as in the 429 body and headers.
+    reset: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +277,7 @@ def _counter_row(
             strategy=only.strategy.value,
             used=decision.limit - decision.remaining,
             remaining=decision.remaining,
-            reset_s=ceil_seconds(decision.reset_after_us),
+            reset=ceil_seconds(decision.reset_after_us),
         )
     used = {d.limit - d.remaining for d in decisions}
     reset = {ceil_seconds(d.reset_after_us) for d in decisions}
@@ -288,7 +289,7 @@ def _counter_row(
         strategy=candidates[0].strategy.value,
         used=used.pop() if len(used) == 1 else None,
         remaining=None,
-        reset_s=reset.pop() if len(reset) == 1 else None,
+        reset=reset.pop() if len(reset) == 1 else None,
     )
 
 

@@ -210,7 +210,7 @@ def list_command(pattern: str, max_rows: int, as_json: bool) -> None:
         lambda: (
             _table(
                 [
-                    (r.identity, r.name, r.limit, r.strategy, r.used, r.remaining, r.reset_s)
+                    (r.identity, r.name, r.limit, r.strategy, r.used, r.remaining, r.reset)
                     for r in rows
                 ],
                 ("Identity", "Name", "Limit", "Strategy", "Used", "Remaining", "Reset (s)"),

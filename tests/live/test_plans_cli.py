@@ -23,13 +23,12 @@ Row = tuple[str, str, str, int | None, int | None, int | None]
 
 
 def listed(app: Flask, *args: str) -> list[Row]:
-    """``flask quota list --json``: (identity, name, limit, used, remaining, reset_s) rows."""
+    """``flask quota list --json``: (identity, name, limit, used, remaining, reset) rows."""
     result = app.test_cli_runner().invoke(args=["quota", "list", "--json", *args])
     assert result.exit_code == 0, result.output
     rows: list[dict[str, Any]] = json.loads(result.output)
     return [
-        (r["identity"], r["name"], r["limit"], r["used"], r["remaining"], r["reset_s"])
-        for r in rows
+        (r["identity"], r["name"], r["limit"], r["used"], r["remaining"], r["reset"]) for r in rows
     ]
 
 

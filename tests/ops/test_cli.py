@@ -57,9 +57,9 @@ def one_line_error(result: Any) -> str:
 
 
 def counters(ops: OpsApp, *args: str) -> dict[tuple[str, str], tuple[int, int, int]]:
-    """``flask quota list --json``: (identity, name) -> (used, remaining, reset_s)."""
+    """``flask quota list --json``: (identity, name) -> (used, remaining, reset)."""
     rows = as_json(ops.cli("list", "--json", *args))
-    return {(r["identity"], r["name"]): (r["used"], r["remaining"], r["reset_s"]) for r in rows}
+    return {(r["identity"], r["name"]): (r["used"], r["remaining"], r["reset"]) for r in rows}
 
 
 @pytest.fixture

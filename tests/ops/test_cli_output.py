@@ -45,7 +45,7 @@ def test_commands_work_on_memory_storage(memory_ops: OpsApp) -> None:
             "limit": "3/minute",
             "name": "per-user",
             "remaining": 1,
-            "reset_s": 60,
+            "reset": 60,
             "strategy": "fixed_window",
             "used": 2,
         }
