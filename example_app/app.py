@@ -111,9 +111,8 @@ def current_plan() -> str | None:
 def authenticate() -> None:
     """Identify the caller: ``g.user``, ``g.tenant``, ``g.partner``.
 
-    Registered *before* ``quota.init_app``: Flask runs ``before_request`` functions in
-    registration order, and ``by_user`` must find ``g.user`` already set. Registered after,
-    ``by_user`` would see no user and skip the per-user limit on every request, silently.
+    A ``before_request`` function: flask-quota checks the limits after all of them, so
+    ``by_user`` finds ``g.user`` set.
 
     It also turns away requests without valid credentials, before any limit is counted: a
     stranger who sends ``X-Org-ID: acme`` must not spend Acme's quota.
@@ -247,8 +246,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["example_app.counters"] = RequestCounters()
 
-    # Before quota.init_app, so that g.user is set when the limits' key functions run.
-    app.before_request(authenticate)
+    app.before_request(authenticate)  # runs before the limits are checked, in any order
     quota.init_app(app)
 
     app.add_url_rule("/", view_func=index)

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Request, Response, current_app, g, has_app_context, request
+from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response as WSGIResponse
 
 from . import live
@@ -148,7 +149,7 @@ class Quota:
         app.extensions[STATE_KEY] = state
         self._states.add(state)
         self._apps.add(app)
-        app.before_request(self._before_request)
+        _check_after_hooks(app, self._check)
         app.after_request(self._after_request)
         app.teardown_request(self._teardown_request)
         from .cli import quota_cli  # the CLI imports this module: import it only now
@@ -429,7 +430,7 @@ class Quota:
 
     # -- request hooks -----------------------------------------------------------------------
 
-    def _before_request(self) -> WSGIResponse | None:
+    def _check(self) -> WSGIResponse | None:
         app = _current_app()
         state: AppState = app.extensions[STATE_KEY]
         settings = state.settings
@@ -519,6 +520,24 @@ def _handlers(
         if method == "GET" and getattr(view_class, "head", None) is None:
             served.add("HEAD")
         yield handler, frozenset(served)
+
+
+def _check_after_hooks(app: Flask, check: Callable[[], WSGIResponse | None]) -> None:
+    """Make ``check`` the last step of ``app.preprocess_request``: after every
+    ``before_request`` function of the app and of the request's blueprints, whatever the
+    order they were registered in, so key functions see what those set (``g.user``,
+    ``g.tenant_id``), as they would in a view's decorator. A hook that answers the request
+    itself (a response, an abort) ends it before the check: that request is not counted.
+    """
+    preprocess = app.preprocess_request
+
+    def preprocess_then_check() -> ResponseReturnValue | None:
+        answer = preprocess()
+        return check() if answer is None else answer
+
+    # Flask has no hook after the before_request functions: the app's own method is wrapped,
+    # on this app only (a subclass's override is what gets wrapped).
+    app.preprocess_request = preprocess_then_check  # type: ignore[method-assign]
 
 
 def _current_app() -> Flask:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from flask import Flask, g, request
+from flask import Blueprint, Flask, g, request
 from flask.testing import FlaskClient
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -132,7 +132,7 @@ def test_by_ip_counts_ipv4_mapped_ipv6_as_ipv4(app: Flask, backend: Backend) -> 
 
 
 def test_by_user_counts_per_g_user_id(app: Flask, backend: Backend) -> None:
-    @app.before_request  # registered before the extension's hook, so it runs first
+    @app.before_request  # before Quota(app); see also the hook registered after it, below
     def load_user() -> None:
         user_id = request.headers.get("X-User")
         if user_id is not None:
@@ -151,6 +151,61 @@ def test_by_user_counts_per_g_user_id(app: Flask, backend: Backend) -> None:
     assert [r.status_code for r in anonymous] == [200, 200, 200]
     assert "X-RateLimit-Limit" not in anonymous[0].headers
     assert refused == ["user:42"]
+
+
+def test_a_hook_registered_after_the_extension_still_runs_before_the_check(
+    app: Flask, backend: Backend
+) -> None:
+    client = limited_app(app, backend, by_user)
+
+    @app.before_request  # after Quota(app): the check still waits for it
+    def load_user() -> None:
+        user_id = request.headers.get("X-User")
+        if user_id is not None:
+            g.user = SimpleNamespace(id=int(user_id))
+
+    with refused_identities(app) as refused:
+        alice = [client.get("/", headers={"X-User": "42"}) for _ in range(2)]
+
+    assert [r.status_code for r in alice] == [200, 429]
+    assert refused == ["user:42"]
+
+
+def test_a_blueprint_hook_runs_before_the_check(app: Flask, backend: Backend) -> None:
+    quota = Quota(app, key=by_tenant, strategy="fixed_window")
+    api = Blueprint("api", __name__)
+
+    @api.before_request  # a blueprint's hooks run after the app's
+    def load_tenant() -> None:
+        g.tenant_id = request.args["org"]
+
+    @api.get("/items")
+    @quota.limit("1/minute")
+    def items() -> str:
+        return "items"
+
+    app.register_blueprint(api)
+    backend.attach(app)
+    client = app.test_client()
+
+    statuses = [client.get(f"/items?org={org}").status_code for org in ("a", "a", "b")]
+
+    assert statuses == [200, 429, 200]
+
+
+def test_a_request_a_hook_answers_is_not_counted(app: Flask, backend: Backend) -> None:
+    client = limited_app(app, backend, by_ip)
+
+    @app.before_request
+    def maintenance() -> tuple[str, int] | None:
+        return ("down for maintenance", 503) if request.args.get("down") else None
+
+    answered = [client.get("/?down=1") for _ in range(3)]
+    served = [client.get("/") for _ in range(2)]
+
+    assert [r.status_code for r in answered] == [503, 503, 503]
+    assert "X-RateLimit-Remaining" not in answered[0].headers
+    assert [r.status_code for r in served] == [200, 429]
 
 
 SECRET = "sk_live_5f3b9c1e7d"

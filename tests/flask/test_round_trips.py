@@ -37,7 +37,7 @@ class CountingConnection(redis.Connection):
 def stacked_app(app: Flask) -> Quota:
     """Global + blueprint + per-user + per-IP limits on ``/api/items``: four checks."""
 
-    @app.before_request  # before the extension's hook: by_user needs g.user
+    @app.before_request  # by_user reads g.user
     def load_user() -> None:
         g.user = SimpleNamespace(id=request.headers.get("X-User", "anonymous"))
 
