@@ -12,6 +12,7 @@ import enum
 import ipaddress
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -19,7 +20,7 @@ from typing import Any, Final
 from .algorithms import Algorithm
 from .errors import ConfigurationError
 from .keys import redact
-from .limits import parse_limits
+from .limits import MAX_COUNT, MAX_PERIOD_S, parse_limits
 
 log = logging.getLogger("flask_quota")
 
@@ -58,6 +59,10 @@ class ErrorFormat(enum.StrEnum):
     JSON = "json"
     PROBLEM = "problem"
 
+
+#: The longest QUOTA_STORAGE_TIMEOUT: far above any useful socket timeout, far below what the
+#: socket layer can hold.
+MAX_STORAGE_TIMEOUT_S: Final = 3600.0
 
 #: Every option with its default. ``QUOTA_<NAME>``; the constructor keyword is ``<name>``.
 DEFAULTS: Final[Mapping[str, Any]] = {
@@ -156,17 +161,21 @@ def _bool(key: str, value: object) -> bool:
     raise _bad(key, value, "true or false")
 
 
-def _number(key: str, value: object, *, minimum: float, integer: bool = False) -> float:
+def _number(
+    key: str, value: object, *, minimum: float, maximum: float, integer: bool = False
+) -> float:
+    """A finite number in [minimum, maximum]: every duration ends up in microseconds in the
+    Lua script's doubles, a socket timeout or a Redis expiry, where an unbounded one
+    overflows at request time."""
     if isinstance(value, bool):
         raise _bad(key, value, "a number")
     try:
         number = float(value) if isinstance(value, int | float | str) else math.nan
-    except ValueError:
+    except (ValueError, OverflowError):
         number = math.nan
-    if math.isnan(number) or math.isinf(number) or number < minimum:
-        raise _bad(key, value, f"a number >= {minimum}")
-    if integer and not number.is_integer():
-        raise _bad(key, value, f"a whole number >= {minimum}")
+    kind = "a whole number" if integer else "a number"
+    if not minimum <= number <= maximum or (integer and not number.is_integer()):
+        raise _bad(key, value, f"{kind} from {minimum:g} to {maximum:g}")
     return number
 
 
@@ -194,7 +203,9 @@ def _limit_list(key: str, value: object) -> tuple[LimitSource, ...]:
     """A list of limit strings or callables returning one (``quota.plan(by=...)``), or one
     string (``"10/second;1000/day"``)."""
     if isinstance(value, str):
-        return (value,) if value.strip() else ()
+        if not value.strip():  # as in a limit string: "no limits" is an empty list
+            raise _bad(key, value, "a limit string, or a list of them ([] for none)")
+        return (value,)
     if isinstance(value, list | tuple) and all(isinstance(v, str) or callable(v) for v in value):
         return tuple(value)
     raise _bad(key, value, "a limit string or callable, or a list of them")
@@ -216,6 +227,14 @@ def _mapping(key: str, value: object) -> Mapping[str, str | None]:
     return dict(value)
 
 
+#: What only an IP address or network looks like: digits with dots (IPv4), or hex digits with
+#: two colons or more (IPv6), maybe with a prefix. An entry of this shape that does not parse is
+#: a mistake ("10.0.0.0/33", "10.0.0.0 /8"), never meant as an identity.
+_NETWORK_LIKE: Final = re.compile(
+    r"(?:[0-9]+(?:\.[0-9]*)+|[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)(?:\s*/.*)?"
+)
+
+
 def _whitelist(key: str, value: object) -> tuple[frozenset[str], tuple[IPNetwork, ...]]:
     """Identities and networks; one string (from the environment) is split on commas."""
     entries = (
@@ -226,11 +245,14 @@ def _whitelist(key: str, value: object) -> tuple[frozenset[str], tuple[IPNetwork
     identities: set[str] = set()
     networks: list[IPNetwork] = []
     for entry in entries:
-        if not isinstance(entry, str) or not entry:
+        if not isinstance(entry, str) or not entry.strip():
             raise _bad(key, entry, "an identity or IP network string")
+        entry = entry.strip()
         try:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
+            if _NETWORK_LIKE.fullmatch(entry):  # "10.0.0.0/33", "10.0.0.0 /8": a typo, not a name
+                raise _bad(key, entry, "a valid IP address or network") from None
             identities.add(redact(entry))  # "key:<secret>" compared, and shown, as its digest
     return frozenset(identities), tuple(networks)
 
@@ -267,10 +289,8 @@ def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Se
 
     identities, networks = _whitelist("QUOTA_WHITELIST", get("QUOTA_WHITELIST"))
     ipv6_prefix = int(
-        _number("QUOTA_IPV6_PREFIX", get("QUOTA_IPV6_PREFIX"), minimum=0, integer=True)
+        _number("QUOTA_IPV6_PREFIX", get("QUOTA_IPV6_PREFIX"), minimum=0, maximum=128, integer=True)
     )
-    if ipv6_prefix > 128:
-        raise _bad("QUOTA_IPV6_PREFIX", ipv6_prefix, "a prefix length from 0 to 128")
     strategy = get("QUOTA_STRATEGY")
     try:
         algorithm = Algorithm.parse(strategy)
@@ -281,9 +301,14 @@ def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Se
         enabled=_bool("QUOTA_ENABLED", get("QUOTA_ENABLED")),
         storage_uri=_text("QUOTA_STORAGE_URI", get("QUOTA_STORAGE_URI")),
         storage_timeout_s=_number(
-            "QUOTA_STORAGE_TIMEOUT", get("QUOTA_STORAGE_TIMEOUT"), minimum=0.001
+            "QUOTA_STORAGE_TIMEOUT",
+            get("QUOTA_STORAGE_TIMEOUT"),
+            minimum=0.001,
+            maximum=MAX_STORAGE_TIMEOUT_S,
         ),
-        retry_interval_s=_number("QUOTA_RETRY_INTERVAL", get("QUOTA_RETRY_INTERVAL"), minimum=0),
+        retry_interval_s=_number(
+            "QUOTA_RETRY_INTERVAL", get("QUOTA_RETRY_INTERVAL"), minimum=0, maximum=MAX_PERIOD_S
+        ),
         fail_mode=_choice("QUOTA_FAIL_MODE", get("QUOTA_FAIL_MODE"), FailMode),
         strategy=algorithm,
         key_prefix=_text("QUOTA_KEY_PREFIX", get("QUOTA_KEY_PREFIX")),
@@ -294,26 +319,52 @@ def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Se
         headers_style=_choice("QUOTA_HEADERS_STYLE", get("QUOTA_HEADERS_STYLE"), HeaderStyle),
         reset_format=_choice("QUOTA_RESET_FORMAT", get("QUOTA_RESET_FORMAT"), ResetFormat),
         error_format=_choice("QUOTA_ERROR_FORMAT", get("QUOTA_ERROR_FORMAT"), ErrorFormat),
-        max_delay_s=_number("QUOTA_MAX_DELAY", get("QUOTA_MAX_DELAY"), minimum=0),
+        max_delay_s=_number(
+            "QUOTA_MAX_DELAY", get("QUOTA_MAX_DELAY"), minimum=0, maximum=MAX_PERIOD_S
+        ),
         ipv6_prefix=ipv6_prefix,
         api_key_header=_text("QUOTA_API_KEY_HEADER", get("QUOTA_API_KEY_HEADER")),
         tenant_header=_text("QUOTA_TENANT_HEADER", get("QUOTA_TENANT_HEADER")),
         whitelist_identities=identities,
         whitelist_networks=networks,
         block_duration_s=int(
-            _number("QUOTA_BLOCK_DURATION", get("QUOTA_BLOCK_DURATION"), minimum=1, integer=True)
+            _number(
+                "QUOTA_BLOCK_DURATION",
+                get("QUOTA_BLOCK_DURATION"),
+                minimum=1,
+                maximum=MAX_PERIOD_S,
+                integer=True,
+            )
         ),
         count_static=_bool("QUOTA_COUNT_STATIC", get("QUOTA_COUNT_STATIC")),
         count_options=_bool("QUOTA_COUNT_OPTIONS", get("QUOTA_COUNT_OPTIONS")),
         alert_threshold=int(
-            _number("QUOTA_ALERT_THRESHOLD", get("QUOTA_ALERT_THRESHOLD"), minimum=1, integer=True)
+            _number(
+                "QUOTA_ALERT_THRESHOLD",
+                get("QUOTA_ALERT_THRESHOLD"),
+                minimum=1,
+                maximum=MAX_COUNT,
+                integer=True,
+            )
         ),
         alert_window_s=int(
-            _number("QUOTA_ALERT_WINDOW", get("QUOTA_ALERT_WINDOW"), minimum=1, integer=True)
+            _number(
+                "QUOTA_ALERT_WINDOW",
+                get("QUOTA_ALERT_WINDOW"),
+                minimum=1,
+                maximum=MAX_PERIOD_S,
+                integer=True,
+            )
         ),
         statsd_host=_text("QUOTA_STATSD_HOST", get("QUOTA_STATSD_HOST"), optional=True) or None,
         statsd_port=int(
-            _number("QUOTA_STATSD_PORT", get("QUOTA_STATSD_PORT"), minimum=1, integer=True)
+            _number(
+                "QUOTA_STATSD_PORT",
+                get("QUOTA_STATSD_PORT"),
+                minimum=1,
+                maximum=65535,
+                integer=True,
+            )
         ),
         statsd_prefix=_text("QUOTA_STATSD_PREFIX", get("QUOTA_STATSD_PREFIX")),
         named_limits=_mapping("QUOTA_LIMITS", get("QUOTA_LIMITS")),

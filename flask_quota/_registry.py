@@ -20,7 +20,7 @@ from .algorithms import Algorithm, Rule
 from .algorithms._base import scale_rule
 from .errors import ConfigurationError
 from .keys import limit_part
-from .limits import Limit, parse_limits
+from .limits import MAX_COUNT, MAX_PERIOD_S, Limit, parse_limits
 
 LimitSource = str | Callable[[], "str | None"]
 CostSource = int | Callable[[], int]
@@ -93,19 +93,23 @@ def declare(
         raise ConfigurationError(f"invalid limit {limit!r}: expected a string or a callable")
     if key is not None and not callable(key):
         raise ConfigurationError(f"invalid key {key!r}: expected a callable returning a string")
-    if isinstance(cost, bool) or not (callable(cost) or (isinstance(cost, int) and cost >= 0)):
-        raise ConfigurationError(f"invalid cost {cost!r}: expected an int >= 0 or a callable")
-    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 1):
-        raise ConfigurationError(f"invalid burst {burst!r}: expected an int >= 1")
+    if not (callable(cost) or _is_int_in(cost, 0, MAX_COUNT)):
+        raise ConfigurationError(
+            f"invalid cost {cost!r}: expected an int from 0 to {MAX_COUNT} or a callable"
+        )
+    if burst is not None and not _is_int_in(burst, 1, MAX_COUNT):
+        raise ConfigurationError(f"invalid burst {burst!r}: expected an int from 1 to {MAX_COUNT}")
     for label, value in (("scope", scope), ("name", name)):
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigurationError(f"invalid {label} {value!r}: expected a non-empty string")
     if exempt_when is not None and not callable(exempt_when):
         raise ConfigurationError(f"invalid exempt_when {exempt_when!r}: expected a callable")
-    if methods is not None and (
-        isinstance(methods, str) or not all(isinstance(m, str) for m in methods)
-    ):
-        raise ConfigurationError(f"invalid methods {methods!r}: expected a list of HTTP methods")
+    if methods is not None and not _is_method_list(methods):
+        raise ConfigurationError(
+            f"invalid methods {methods!r}: expected a non-empty list of HTTP methods"
+        )
+    if not isinstance(dry_run, bool):
+        raise ConfigurationError(f"invalid dry_run {dry_run!r}: expected True or False")
     try:
         mode = FailMode(fail_mode) if fail_mode is not None else None
     except ValueError:
@@ -126,6 +130,21 @@ def declare(
         name=name,
         dry_run=dry_run,
         fail_mode=mode,
+    )
+
+
+def _is_int_in(value: object, low: int, high: int) -> bool:
+    """An int (not a bool) from ``low`` to ``high``: the bounds keep it exact in the Lua
+    script's doubles and in its 64-bit wire format."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_method_list(methods: object) -> bool:
+    """A non-empty collection of method names; a string is one name misplaced, not a list."""
+    return (
+        isinstance(methods, list | tuple | set | frozenset)
+        and len(methods) > 0
+        and all(isinstance(m, str) and m for m in methods)
     )
 
 
@@ -244,9 +263,13 @@ class CompiledSpec:
     def cost(self) -> int:
         """This request's cost."""
         cost = self.spec.cost
-        value = cost() if callable(cost) else cost
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigurationError(f"cost callable returned {value!r}: expected an int >= 0")
+        if not callable(cost):
+            return cost  # checked at declaration
+        value = cost()
+        if not _is_int_in(value, 0, MAX_COUNT):
+            raise ConfigurationError(
+                f"cost callable returned {value!r}: expected an int from 0 to {MAX_COUNT}"
+            )
         return value
 
 
@@ -317,12 +340,20 @@ def declare_concurrency(
     fail_mode: str | None = None,
 ) -> ConcurrencySpec:
     """Validate a concurrency limit at declaration."""
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-        raise ConfigurationError(f"invalid concurrency {capacity!r}: expected an int >= 1")
+    if not _is_int_in(capacity, 1, MAX_COUNT):
+        raise ConfigurationError(
+            f"invalid concurrency {capacity!r}: expected an int from 1 to {MAX_COUNT}"
+        )
     if key is not None and not callable(key):
         raise ConfigurationError(f"invalid key {key!r}: expected a callable returning a string")
-    if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
-        raise ConfigurationError(f"invalid lease {lease!r}: expected seconds > 0")
+    if (
+        isinstance(lease, bool)
+        or not isinstance(lease, int | float)
+        or not 0 < lease <= MAX_PERIOD_S
+    ):
+        raise ConfigurationError(
+            f"invalid lease {lease!r}: expected seconds > 0, at most {MAX_PERIOD_S}"
+        )
     if name is not None and (not isinstance(name, str) or not name):
         raise ConfigurationError(f"invalid name {name!r}: expected a non-empty string")
     try:

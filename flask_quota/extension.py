@@ -91,8 +91,9 @@ class Quota:
         if not callable(key):
             raise ConfigurationError(f"invalid key {key!r}: expected a callable")
         # Validate what can be validated without an app, so mistakes surface at import.
-        for text in (*_as_list(default_limits), *_as_list(global_limits)):
-            declare(Kind.DEFAULT, text)
+        for label, limits in (("default_limits", default_limits), ("global_limits", global_limits)):
+            for text in _as_list(label, limits):
+                declare(Kind.DEFAULT, text)
         self._overrides = overrides
         self._key = key
         self._view_specs: dict[Callable[..., Any], list[LimitSpec]] = {}
@@ -253,6 +254,8 @@ class Quota:
 
     def request_filter(self, function: Callable[[], bool]) -> Callable[[], bool]:
         """Register ``function``; when it returns ``True`` the request bypasses every limit."""
+        if not callable(function):
+            raise ConfigurationError(f"invalid request_filter {function!r}: expected a callable")
         self._request_filters.append(function)
         return function
 
@@ -262,6 +265,8 @@ class Quota:
         A plan mapped to ``None`` (or ``by()`` returning ``None``) is unlimited; a plan name
         missing from ``QUOTA_PLANS`` is a configuration error.
         """
+        if not callable(by):
+            raise ConfigurationError(f"invalid plan by={by!r}: expected a callable")
         return PlanLimit(by)
 
     # -- live configuration ------------------------------------------------------------------
@@ -547,8 +552,15 @@ def _current_app() -> Flask:
 # -- small helpers -------------------------------------------------------------------------
 
 
-def _as_list(value: Sequence[LimitSource] | str) -> tuple[LimitSource, ...]:
-    return (value,) if isinstance(value, str) else tuple(value)
+def _as_list(label: str, value: object) -> tuple[LimitSource, ...]:
+    """One limit string, or a list of limit strings and callables."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    raise ConfigurationError(
+        f"invalid {label} {value!r}: expected a limit string or a list of limit strings"
+    )
 
 
 def _parse_config_limits(config_key: str, texts: Iterable[LimitSource]) -> tuple[LimitSource, ...]:

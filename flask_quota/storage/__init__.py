@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis as redis_py
 from redis.backoff import NoBackoff
@@ -25,25 +25,25 @@ _EXPECTED: Final = "memory://, redis://, rediss://, unix:// or redis+sentinel://
 
 def _sentinel_client(uri: str, timeout_s: float) -> redis_py.Redis:
     """The primary named by ``redis+sentinel://[:password@]host:port[,host:port]/service[/db]``,
-    through redis-py's :class:`~redis.sentinel.Sentinel` (which follows failovers)."""
+    through redis-py's :class:`~redis.sentinel.Sentinel` (which follows failovers).
+
+    :raises ConfigurationError: saying what is wrong; the caller names the key and URI.
+    """
     parts = urlsplit(uri)
     hosts = parts.netloc.rpartition("@")[2]
     path = [p for p in parts.path.split("/") if p]
     if not hosts or not 1 <= len(path) <= 2:
         raise ConfigurationError(
-            f"invalid QUOTA_STORAGE_URI {uri!r}: expected "
-            "redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]"
+            "expected redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]"
         )
     sentinels = []
     for host in hosts.split(","):
         name, _, port = host.rpartition(":")
         if not name or not port.isdigit():
-            raise ConfigurationError(
-                f"invalid QUOTA_STORAGE_URI {uri!r}: sentinel {host!r} is not host:port"
-            )
+            raise ConfigurationError(f"sentinel {host!r} is not host:port")
         sentinels.append((name.strip("[]"), int(port)))
     if len(path) == 2 and not path[1].isdigit():
-        raise ConfigurationError(f"invalid QUOTA_STORAGE_URI {uri!r}: db must be a number")
+        raise ConfigurationError("db must be a number")
     timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
     # redis.sentinel has no annotations: the two ignores below are for that alone.
     sentinel = Sentinel(sentinels, sentinel_kwargs=dict(timeouts), **timeouts)  # type: ignore[no-untyped-call]
@@ -69,20 +69,36 @@ def storage_from_uri(uri: str, *, timeout_s: float = 0.1) -> Storage:
     scheme = uri.partition("://")[0].lower() if "://" in uri else ""
     if scheme == "memory":
         return MemoryStorage()
-    if scheme in _REDIS_SCHEMES:
-        try:
-            client = redis_py.Redis.from_url(
-                uri,
-                socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
-                retry=Retry(NoBackoff(), 0),
-            )
-        except ValueError as err:
-            raise ConfigurationError(f"invalid QUOTA_STORAGE_URI {uri!r}: {err}") from None
-        return RedisStorage(client)
-    if scheme == _SENTINEL_SCHEME:
-        return RedisStorage(_sentinel_client(uri, timeout_s))
-    raise ConfigurationError(f"invalid QUOTA_STORAGE_URI {uri!r}: expected {_EXPECTED}")
+    try:
+        if scheme in _REDIS_SCHEMES:
+            try:
+                client = redis_py.Redis.from_url(
+                    uri,
+                    socket_timeout=timeout_s,
+                    socket_connect_timeout=timeout_s,
+                    retry=Retry(NoBackoff(), 0),
+                )
+            except ValueError as err:
+                raise ConfigurationError(str(err)) from None
+            return RedisStorage(client)
+        if scheme == _SENTINEL_SCHEME:
+            return RedisStorage(_sentinel_client(uri, timeout_s))
+        raise ConfigurationError(f"expected {_EXPECTED}")
+    except ConfigurationError as err:
+        raise ConfigurationError(f"invalid QUOTA_STORAGE_URI {_shown(uri)!r}: {err}") from None
+
+
+def _shown(uri: str) -> str:
+    """``uri`` fit for an error message: its password, if any, masked."""
+    try:
+        parts = urlsplit(uri)
+        password = parts.password
+    except ValueError:
+        return uri
+    if not password:
+        return uri
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 __all__ = ["BatchResult", "Check", "MemoryStorage", "RedisStorage", "Storage", "storage_from_uri"]
