@@ -111,7 +111,7 @@ def declare(
     if not isinstance(dry_run, bool):
         raise ConfigurationError(f"invalid dry_run {dry_run!r}: expected True or False")
     try:
-        mode = FailMode(fail_mode) if fail_mode is not None else None
+        mode = _fail_mode(fail_mode)
     except ValueError:
         raise ConfigurationError(
             f"invalid fail_mode {fail_mode!r}: expected 'open', 'closed' or 'local'"
@@ -131,6 +131,13 @@ def declare(
         dry_run=dry_run,
         fail_mode=mode,
     )
+
+
+def _fail_mode(value: str | None) -> FailMode | None:
+    """A limit's fail mode, in any case, as ``QUOTA_FAIL_MODE`` takes it."""
+    if value is None:
+        return None
+    return FailMode(value.lower() if isinstance(value, str) else value)
 
 
 def _is_int_in(value: object, low: int, high: int) -> bool:
@@ -357,7 +364,7 @@ def declare_concurrency(
     if name is not None and (not isinstance(name, str) or not name):
         raise ConfigurationError(f"invalid name {name!r}: expected a non-empty string")
     try:
-        mode = FailMode(fail_mode) if fail_mode is not None else None
+        mode = _fail_mode(fail_mode)
     except ValueError:
         raise ConfigurationError(
             f"invalid fail_mode {fail_mode!r}: expected 'open', 'closed' or 'local'"

@@ -36,7 +36,7 @@ _LIMIT_RE: Final = re.compile(
     ^\s*(?P<count>[0-9]+)\s*
     (?:/|\s+per\s+|per\s+)\s*
     (?:(?P<multiple>[0-9]+)\s*)?
-    (?P<unit>[a-z]+?)s?\s*$
+    (?P<written>(?P<unit>[a-z]+?)s?)\s*$
     """,
     re.IGNORECASE | re.VERBOSE,
 )
@@ -95,7 +95,7 @@ def parse_limit(text: str) -> Limit:
         unit = Unit[unit_name.upper()]
     except KeyError:
         raise ConfigurationError(
-            f"invalid limit {text!r}: unit must be {_UNIT_NAMES}, got {unit_name!r}"
+            f"invalid limit {text!r}: unit must be {_UNIT_NAMES}, got {match['written']!r}"
         ) from None
     count = int(match["count"])
     multiple = int(match["multiple"]) if match["multiple"] is not None else 1

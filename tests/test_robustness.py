@@ -133,7 +133,6 @@ BAD_CONFIG: list[tuple[str, Any]] = [
     ("QUOTA_FAIL_MODE", " closed"),
     ("QUOTA_FAIL_MODE", 1),
     ("QUOTA_STRATEGY", "nope"),
-    ("QUOTA_STRATEGY", "FIXED_WINDOW"),
     ("QUOTA_STRATEGY", "concurrent"),
     ("QUOTA_STRATEGY", 3),
     ("QUOTA_KEY_PREFIX", ""),

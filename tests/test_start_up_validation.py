@@ -122,3 +122,21 @@ def test_a_storage_uri_the_storage_refuses_is_named_with_its_password_masked() -
     assert "invalid QUOTA_STORAGE_URI 'redis://:***@127.0.0.1:1/0?decode_responses=true'" in message
     assert "decode_responses=False" in message
     assert "s3cret" not in message
+
+
+def test_names_of_choices_are_taken_in_any_case() -> None:
+    app = Flask(__name__)
+    quota = Quota(app, strategy="FIXED_WINDOW", fail_mode="OPEN")
+
+    @app.get("/")
+    @quota.limit("1/hour", strategy="Token_Bucket", fail_mode="CLOSED")
+    @quota.concurrent(1, fail_mode="Local")
+    def index() -> str:
+        return "ok"
+
+    assert [app.test_client().get("/").status_code for _ in range(2)] == [200, 429]
+
+
+def test_a_unit_is_quoted_as_written() -> None:
+    with pytest.raises(ConfigurationError, match="got 'secs'"):
+        Quota().limit("10/secs")

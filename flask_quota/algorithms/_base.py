@@ -28,9 +28,10 @@ class Algorithm(enum.StrEnum):
 
     @classmethod
     def parse(cls, value: str) -> Algorithm:
-        """The algorithm named ``value``, or a :class:`ConfigurationError` listing the names."""
+        """The algorithm named ``value`` (in any case, as the other options' names), or a
+        :class:`ConfigurationError` listing the names."""
         try:
-            return cls(value)
+            return cls(value.lower() if isinstance(value, str) else value)
         except ValueError:
             names = ", ".join(a.value for a in cls)
             raise ConfigurationError(
