@@ -140,3 +140,17 @@ def test_names_of_choices_are_taken_in_any_case() -> None:
 def test_a_unit_is_quoted_as_written() -> None:
     with pytest.raises(ConfigurationError, match="got 'secs'"):
         Quota().limit("10/secs")
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("redis://127.0.0.1:1/cache", "the path '/cache' must be a database number"),
+        ("unix://", "expected unix:///path"),
+    ],
+)
+def test_a_storage_uri_redis_py_would_misread_fails_at_init(uri: str, message: str) -> None:
+    app = Flask(__name__)
+    app.config["QUOTA_STORAGE_URI"] = uri
+    with pytest.raises(ConfigurationError, match=f"invalid QUOTA_STORAGE_URI '{uri}': {message}"):
+        Quota(app)

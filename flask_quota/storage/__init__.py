@@ -80,12 +80,23 @@ def storage_from_uri(uri: str, *, timeout_s: float = 0.1) -> Storage:
                 )
             except ValueError as err:
                 raise ConfigurationError(str(err)) from None
+            _check_path(scheme, urlsplit(uri).path)
             return RedisStorage(client)
         if scheme == _SENTINEL_SCHEME:
             return RedisStorage(_sentinel_client(uri, timeout_s))
         raise ConfigurationError(f"expected {_EXPECTED}")
     except ConfigurationError as err:
         raise ConfigurationError(f"invalid QUOTA_STORAGE_URI {_shown(uri)!r}: {err}") from None
+
+
+def _check_path(scheme: str, path: str) -> None:
+    """A ``redis://`` path is a database number (redis-py ignores any other, and would use db
+    0 for ``/cache``); a ``unix://`` one is the socket's, and must be there."""
+    if scheme == "unix":
+        if not path:
+            raise ConfigurationError("expected unix:///path/to/redis.sock")
+    elif path.strip("/") and not path.strip("/").isdigit():
+        raise ConfigurationError(f"the path {path!r} must be a database number, as /0")
 
 
 def _shown(uri: str) -> str:
