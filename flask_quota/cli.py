@@ -36,7 +36,13 @@ _NO_ARGS_IS_HELP: Final = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _one_line(err: click.UsageError) -> click.ClickException:
-    return err if isinstance(err, _NO_ARGS_IS_HELP) else _UsageLine(err.format_message())
+    return err if isinstance(err, _NO_ARGS_IS_HELP) else _UsageLine(_joined(err.format_message()))
+
+
+def _joined(message: str) -> str:
+    """``message`` on one line: click spreads some over several (a missing ``Choice``
+    argument lists its choices one per line, tab-indented)."""
+    return " ".join(part for line in message.splitlines() if (part := line.strip()))
 
 
 class _OneLineGroup(AppGroup):

@@ -158,6 +158,9 @@ def test_no_note_on_redis(make_ops_app: Any) -> None:
         (("set", "search"), "Error: Missing argument 'LIMIT'."),
         (("block", "user:1", "--for"), "Error: Option '--for' requires an argument."),
         (("emergency", "maybe"), "Error: Invalid value for '{on|off|status}'"),
+        # click writes a Choice's missing-argument message over four lines: joined into one.
+        (("emergency",), "Error: Missing argument '{on|off|status}'. Choose from: on, off, status"),
+        (("emergency", "--json"), "Error: Missing argument '{on|off|status}'. Choose from: on,"),
         (("top", "--limit", "x"), "Error: Invalid value for '--limit'"),
         (("block", "user:1", "user:2"), "Error: Got unexpected extra argument (user:2)"),
     ],
