@@ -43,6 +43,10 @@ _NETWORK_HINT: Final = "to allow a network, put it in QUOTA_WHITELIST"
 _GLOB_HINT: Final = "to list several, use a glob ('*', '?', '[...]')"
 #: Keys peeked per storage call by :func:`live_counters`.
 _PEEK_BATCH = 100
+#: The longest block, override or emergency an operator may set: ten years, longer than any
+#: deliberate one. Redis refuses an expiry past 2**63 ms and the script's clock is 64-bit
+#: microseconds; without a bound, ``--for 99999999999999999999`` reached Redis and failed there.
+MAX_DURATION_S: Final = 10 * 365 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,8 +385,16 @@ def block(app: Flask, identity: str, seconds: int | None = None) -> tuple[str, i
     """Refuse every request of ``identity`` for ``seconds`` (default ``QUOTA_BLOCK_DURATION``)."""
     state = app_state(app)
     duration = state.settings.block_duration_s if seconds is None else seconds
-    if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:
-        raise ConfigurationError(f"invalid block duration {seconds!r}: expected seconds >= 1")
+    if (
+        isinstance(duration, bool)
+        or not isinstance(duration, int)
+        or not 1 <= duration <= MAX_DURATION_S
+    ):
+        source = "QUOTA_BLOCK_DURATION" if seconds is None else "block duration"
+        raise ConfigurationError(
+            f"invalid {source} {duration!r}: expected whole seconds from 1 to "
+            f"{MAX_DURATION_S} (10 years)"
+        )
     shown = _identity(state, identity).identity
     _mark_in_use(state, BLOCK_IN_USE)
     state.storage.put(identity_key(state.settings.key_prefix, BLOCK, shown), "1", duration * 1000)
@@ -433,8 +445,15 @@ class EmergencyInfo:
 def _expiry(state: AppState, seconds: float | None) -> int | None:
     if seconds is None:
         return None
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-        raise ConfigurationError(f"invalid duration {seconds!r}: expected seconds > 0")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds <= MAX_DURATION_S
+    ):
+        raise ConfigurationError(
+            f"invalid duration {seconds!r}: expected seconds > 0, at most {MAX_DURATION_S} "
+            "(10 years)"
+        )
     return state.storage.now_us() + int(seconds * 1_000_000)
 
 

@@ -80,6 +80,29 @@ quota_cli = _OneLineGroup("quota", help="Inspect and operate flask-quota rate li
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
+class _Seconds(click.IntRange):
+    """``--for``: whole seconds from 1 to :data:`admin.MAX_DURATION_S` (10 years), refused as a
+    usage error before any storage call (a huge number used to fail inside Redis)."""
+
+    def __init__(self) -> None:
+        super().__init__(min=1, max=admin.MAX_DURATION_S)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            seconds: int = super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(
+                f"{value!r} is not a whole number of seconds from 1 to "
+                f"{admin.MAX_DURATION_S} (10 years)",
+                param,
+                ctx,
+            )
+        return seconds
+
+
+SECONDS: Final = _Seconds()
+
+
 def _app() -> Any:
     return current_app._get_current_object()  # type: ignore[attr-defined]
 
@@ -322,8 +345,8 @@ def whitelist_list(as_json: bool) -> None:
 @click.option(
     "--for",
     "seconds",
-    type=click.IntRange(min=1),
-    help="Seconds (default QUOTA_BLOCK_DURATION, 1 hour).",
+    type=SECONDS,
+    help="Seconds, up to 10 years (default QUOTA_BLOCK_DURATION, 1 hour).",
 )
 @json_option
 @_one_line_errors
@@ -385,7 +408,7 @@ def top_command(count: int, as_json: bool) -> None:
 @quota_cli.command("set")
 @click.argument("name")
 @click.argument("limit")
-@click.option("--for", "seconds", type=click.IntRange(min=1), help="Lapse after SECONDS.")
+@click.option("--for", "seconds", type=SECONDS, help="Lapse after SECONDS (up to 10 years).")
 @json_option
 @_one_line_errors
 def set_command(name: str, limit: str, seconds: int | None, as_json: bool) -> None:
@@ -432,7 +455,7 @@ def overrides_command(as_json: bool) -> None:
 @quota_cli.command("emergency")
 @click.argument("switch", type=click.Choice(["on", "off", "status"]))
 @click.option("--factor", type=float, help="Scale every limit by this, in (0, 1] (with on).")
-@click.option("--for", "seconds", type=click.IntRange(min=1), help="Lapse after SECONDS.")
+@click.option("--for", "seconds", type=SECONDS, help="Lapse after SECONDS (up to 10 years).")
 @json_option
 @_one_line_errors
 def emergency_command(

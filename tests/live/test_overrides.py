@@ -255,7 +255,16 @@ def test_an_override_may_name_a_derived_name(live_app: tuple[Flask, Quota]) -> N
     [
         (["set", "search", "5/fortnight"], "Error: invalid limit '5/fortnight': unit must be"),
         (["set", "search", ""], "Error: invalid limit '': "),
-        (["set", "search", "2/hour", "--for", "0"], "Error: Invalid value for '--for': 0 "),
+        (["set", "search", "2/hour", "--for", "0"], "Error: Invalid value for '--for': '0' "),
+        (
+            ["set", "search", "2/hour", "--for", "315360001"],
+            "Error: Invalid value for '--for': '315360001' is not a whole number of seconds "
+            "from 1 to 315360000 (10 years)",
+        ),
+        (
+            ["set", "search", "2/hour", "--for", "99999999999999999999"],
+            "Error: Invalid value for '--for': '99999999999999999999' is not a whole number",
+        ),
         (["set", "search"], "Error: Missing argument 'LIMIT'."),
     ],
 )
@@ -357,6 +366,10 @@ def test_outside_an_app_context_several_apps_need_app() -> None:
         ("2/hour", 0, "invalid duration 0: expected seconds > 0"),
         ("2/hour", -5, "invalid duration -5: expected seconds > 0"),
         ("2/hour", True, "invalid duration True: expected seconds > 0"),
+        ("2/hour", 315_360_001, r"invalid duration 315360001: .* at most 315360000 \(10 years\)"),
+        ("2/hour", 1e300, r"invalid duration 1e\+300: expected seconds > 0, at most 315360000"),
+        ("2/hour", float("inf"), "invalid duration inf: expected seconds > 0, at most"),
+        ("2/hour", float("nan"), "invalid duration nan: expected seconds > 0, at most"),
     ],
 )
 def test_the_python_api_refuses_a_bad_limit_or_ttl(
@@ -438,6 +451,12 @@ def test_a_timed_emergency_lapses_by_the_storage_clock(
         (["on", "--factor", "nan"], 1, "Error: invalid factor nan: expected a number in (0, 1]"),
         (["on", "--factor", "lots"], 2, "Error: Invalid value for '--factor': 'lots' is not a"),
         (["on"], 2, "Error: emergency on needs --factor, e.g. --factor 0.1"),
+        (
+            ["on", "--factor", "0.5", "--for", "99999999999999999999"],
+            2,
+            "Error: Invalid value for '--for': '99999999999999999999' is not a whole number of "
+            "seconds from 1 to 315360000 (10 years)",
+        ),
         (["off", "--factor", "0.5"], 2, "Error: emergency off takes no --factor or --for"),
         (["sideways"], 2, "Error: Invalid value for '{on|off|status}': 'sideways' is not one of"),
     ],

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from flask_quota import ConfigurationError, admin
 from tests.ops.conftest import (
     DEFAULT_LIMIT,
     GLOBAL_LIMIT,
@@ -376,6 +377,45 @@ def test_block_lasts_block_duration_by_default(make_ops_app: Any) -> None:
 
     assert refused.status_code == 429
     assert 595 <= int(refused.headers["Retry-After"]) <= 600
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)])
+@pytest.mark.parametrize("seconds", ["99999999999999999999", "315360001", "1.5"])
+def test_block_for_longer_than_ten_years_is_a_usage_error(
+    ops: OpsApp, seconds: str, json_flag: tuple[str, ...]
+) -> None:
+    # 99999999999999999999 used to reach Redis (SET ... PX), whose refusal escaped click:
+    # exit status 1, nothing printed.
+    result = ops.cli("block", IP1, "--for", seconds, *json_flag)
+
+    assert one_line_error(result) == (
+        f"Error: Invalid value for '--for': '{seconds}' is not a whole number of seconds "
+        "from 1 to 315360000 (10 years)"
+    )
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert get(ops.app, "/", ip=IP1).status_code == 200
+
+
+def test_block_for_ten_years_is_the_longest(ops: OpsApp) -> None:
+    blocked = as_json(ops.cli("block", IP1, "--for", "315360000", "--json"))
+
+    refused = get(ops.app, "/", ip=IP1)
+
+    assert blocked == {"identity": IP1, "blocked_for": 315_360_000}
+    assert refused.status_code == 429
+    assert 315_359_995 <= int(refused.headers["Retry-After"]) <= 315_360_000
+
+
+@pytest.mark.parametrize("seconds", [0, 315_360_001, 10**30])
+def test_admin_block_refuses_a_duration_out_of_range(ops: OpsApp, seconds: int) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        admin.block(ops.app, IP1, seconds)
+
+    assert str(caught.value) == (
+        f"invalid block duration {seconds}: expected whole seconds from 1 to 315360000 (10 years)"
+    )
+    assert get(ops.app, "/", ip=IP1).status_code == 200
 
 
 def test_unblock_restores_service_at_once(ops: OpsApp) -> None:
