@@ -14,6 +14,7 @@ from dataclasses import asdict, is_dataclass
 from typing import Any, Final, TypeVar
 
 import click
+import redis
 from flask import current_app
 from flask.cli import AppGroup
 
@@ -116,6 +117,11 @@ def _one_line_errors(command: F) -> F:
             return command(*args, **kwargs)
         except QuotaError as err:
             raise click.ClickException(str(err)) from None
+        except redis.RedisError as err:
+            # Outages are StorageErrors by now: this is Redis refusing a command (a key of
+            # another type where ours should be, a limit of the server). One line, not a
+            # traceback, and the server's own words.
+            raise click.ClickException(f"redis error ({type(err).__name__}): {err}") from None
         except click.Abort:  # a RuntimeError too: click prints "Aborted!" for it
             raise
         except RuntimeError as err:  # not initialised on this app

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from flask_quota import ConfigurationError, admin
+from flask_quota.keys import BLOCK, REFUSALS, identity_key
 from tests.ops.conftest import (
     DEFAULT_LIMIT,
     GLOBAL_LIMIT,
@@ -596,6 +597,26 @@ def test_unreachable_storage_is_one_line(
     result = app.test_cli_runner().invoke(args=["quota", *args])
 
     assert one_line_error(result).startswith("Error: redis unavailable: ")
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "kind"), [(("unblock", "user:1"), BLOCK), (("top", "--json"), REFUSALS)]
+)
+def test_a_redis_error_is_one_line(
+    ops: OpsApp, redis_client: Any, key_prefix: str, args: tuple[str, ...], kind: str
+) -> None:
+    # Something else wrote a list where flask-quota keeps a string: GET answers WRONGTYPE, a
+    # ResponseError, which used to escape click (exit status 1, nothing printed).
+    redis_client.rpush(identity_key(key_prefix, kind, "user:1"), "x")
+
+    result = ops.cli(*args)
+
+    assert one_line_error(result) == (
+        "Error: redis error (ResponseError): WRONGTYPE Operation against a key holding the "
+        "wrong kind of value"
+    )
+    assert result.exit_code == 1
     assert result.stdout == ""
 
 
