@@ -16,7 +16,7 @@ from .memory import MemoryStorage
 
 # Imported after redis-py under another name: importing the submodule ``.redis`` binds
 # ``redis`` in this namespace, which would shadow the client library.
-from .redis import RedisStorage  # noqa: E402
+from .redis import RedisStorage, set_up_connection  # noqa: E402
 
 _REDIS_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
 _SENTINEL_SCHEME: Final = "redis+sentinel"
@@ -52,6 +52,7 @@ def _sentinel_client(uri: str, timeout_s: float) -> redis_py.Redis:
         db=int(path[1]) if len(path) == 2 else 0,
         password=unquote(parts.password) if parts.password else None,
         retry=Retry(NoBackoff(), 0),
+        redis_connect_func=set_up_connection,
         **timeouts,
     )
     return client
@@ -64,6 +65,8 @@ def storage_from_uri(uri: str, *, timeout_s: float = 0.1) -> Storage:
     :param timeout_s: socket connect and read timeout, so a dead server stalls a request by
         at most this much. redis-py's own retries are turned off (its default retries ten
         times with backoff): the fail mode and ``QUOTA_RETRY_INTERVAL`` decide what happens next.
+        A server refusing a connection's set-up (a database it lacks, bad credentials) is an
+        outage too (:func:`~flask_quota.storage.redis.set_up_connection`).
     :raises ConfigurationError: for an unknown scheme or a malformed URI.
     """
     scheme = uri.partition("://")[0].lower() if "://" in uri else ""
@@ -77,6 +80,7 @@ def storage_from_uri(uri: str, *, timeout_s: float = 0.1) -> Storage:
                     socket_timeout=timeout_s,
                     socket_connect_timeout=timeout_s,
                     retry=Retry(NoBackoff(), 0),
+                    redis_connect_func=set_up_connection,
                 )
             except ValueError as err:
                 raise ConfigurationError(str(err)) from None

@@ -3,7 +3,8 @@
 The script is registered once per storage with redis-py's ``register_script``. Each call
 sends ``EVALSHA`` with the registered SHA; on ``NOSCRIPT`` the ``Script`` object takes over,
 loads the script and retries once. Network trouble becomes
-:class:`~flask_quota.errors.StorageError` for the fail modes; a ``ResponseError`` from the script
+:class:`~flask_quota.errors.StorageError` for the fail modes, and so does a server refusing a
+new connection's set-up (see :func:`set_up_connection`); a ``ResponseError`` from the script
 is a bug and propagates as is.
 """
 
@@ -13,7 +14,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
-from typing import Any
+from typing import Any, Final, Protocol
 
 import redis
 from redis.commands.core import Script
@@ -23,6 +24,37 @@ from .. import _lua
 from ..algorithms import Algorithm, Decision, Rule
 from ..errors import ConfigurationError, StorageError
 from .base import ALLOW_IN_USE, BLOCK_IN_USE, BatchResult, Check, Slot, Subject
+
+#: Ends the message of a refusal met while connecting: where it comes from, what to check.
+_SET_UP_HINT: Final = (
+    "refused while setting up the connection: check the database number and the credentials "
+    "in QUOTA_STORAGE_URI"
+)
+
+
+class _Connecting(Protocol):
+    """A redis-py connection, as :func:`set_up_connection` uses it."""
+
+    def on_connect(self) -> None: ...
+
+
+def set_up_connection(connection: _Connecting) -> None:
+    """redis-py's own set-up of a new connection (``AUTH`` or ``HELLO``, ``SELECT``), with a
+    refusal made a :class:`redis.ConnectionError`; the ``redis_connect_func`` of the clients
+    :func:`~flask_quota.storage.storage_from_uri` builds.
+
+    redis-py connects inside whichever command needs a connection, so a server that refuses
+    the set-up (``SELECT 99``: "DB index is out of range") raised a ``ResponseError`` out of
+    the script's call, as a bug of the script would: a 500 on every request, whatever the
+    fail mode. No command of ours has run at this point: the refusal is the deployment's,
+    and follows the fail mode like an outage. Errors of the commands themselves, the script's
+    included, are not affected.
+    """
+    try:
+        connection.on_connect()
+    except redis.ResponseError as err:
+        raise redis.ConnectionError(f"{err} ({_SET_UP_HINT})") from err
+
 
 #: The batch and the reply are little-endian signed 64-bit integers (``struct`` in the script).
 _HEADER = struct.Struct("<5q")
@@ -169,7 +201,9 @@ class RedisStorage:
     """Storage on one Redis server (or a Sentinel-managed primary).
 
     :param client: a redis-py client; its socket timeouts bound how long a dead server can
-        stall a request.
+        stall a request. Built with ``redis_connect_func=``:func:`set_up_connection` (as
+        :func:`~flask_quota.storage.storage_from_uri` does), a refused set-up is an outage;
+        without, its ``ResponseError`` propagates like the script's.
     :param script_source: the Lua script; tests pass one with an injected clock.
     """
 

@@ -9,6 +9,7 @@ waits for a window.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import subprocess
@@ -191,6 +192,38 @@ def test_storage_error_count_follows_the_retry_interval(
         fake_time.advance(1)
 
     assert attempts.count == 4
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("open", [200, 200, 200]), ("closed", [503, 503, 503]), ("local", [200, 200, 429])],
+)
+def test_a_database_the_server_lacks_follows_the_fail_mode(
+    make_app: Callable[..., Flask],
+    redis_server: Any,
+    fake_time: FakeTime,
+    caplog: pytest.LogCaptureFixture,
+    mode: str,
+    expected: list[int],
+) -> None:
+    # The server is up but refuses SELECT 99 (it has the default 16 databases): every request
+    # used to be a 500 (redis-py's ResponseError from connecting), whatever the fail mode.
+    app = make_app(redis_server.url.rsplit("/", 1)[0] + "/99", QUOTA_FAIL_MODE=mode)
+    errors: list[object] = []
+
+    with (
+        caplog.at_level(logging.WARNING, logger="flask_quota"),
+        storage_error.connected_to(lambda sender, **extra: errors.append(extra["error"]), app),
+    ):
+        got = statuses(app, 3)
+
+    assert got == expected
+    assert len(errors) == 1 and isinstance(errors[0], StorageError)
+    assert [r.getMessage() for r in caplog.records] == [
+        "rate-limit storage failed (redis unavailable: DB index is out of range (refused while "
+        "setting up the connection: check the database number and the credentials in "
+        f"QUOTA_STORAGE_URI)); fail mode {mode!r} for 5.0 s"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -552,10 +552,14 @@ def test_errors_are_one_line_with_nonzero_exit(
     assert result.stdout == ""
 
 
-@pytest.fixture(params=["refused", "silent"])
+@pytest.fixture(params=["refused", "silent", "missing-db"])
 def dead_redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A Redis URL where nothing answers: a closed port, or one that accepts and never replies
-    (so the socket timeout, not a refusal, ends the wait)."""
+    """A Redis URL where no command succeeds: a closed port, one that accepts and never replies
+    (so the socket timeout, not a refusal, ends the wait), or a database the test server
+    lacks (it refuses SELECT 99 while the connection is set up)."""
+    if request.param == "missing-db":
+        yield request.getfixturevalue("redis_server").url.rsplit("/", 1)[0] + "/99"
+        return
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         port = listener.getsockname()[1]
@@ -618,6 +622,26 @@ def test_a_redis_error_is_one_line(
     )
     assert result.exit_code == 1
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)])
+def test_a_database_the_server_lacks_is_named_in_one_line(
+    redis_server: Any, key_prefix: str, json_flag: tuple[str, ...]
+) -> None:
+    app = build_app(
+        {
+            "QUOTA_STORAGE_URI": redis_server.url.rsplit("/", 1)[0] + "/99",
+            "QUOTA_KEY_PREFIX": key_prefix,
+        }
+    )
+
+    result = app.test_cli_runner().invoke(args=["quota", "emergency", "status", *json_flag])
+
+    assert one_line_error(result) == (
+        "Error: redis unavailable: DB index is out of range (refused while setting up the "
+        "connection: check the database number and the credentials in QUOTA_STORAGE_URI)"
+    )
+    assert result.exit_code == 1
 
 
 def test_limits_needs_no_storage(dead_redis_url: str) -> None:

@@ -364,3 +364,51 @@ def test_a_dead_server_raises_storage_error(key_prefix: str) -> None:
     assert isinstance(raised.value.__cause__, redis.ConnectionError)
     with pytest.raises(StorageError):
         storage.clear([check.key])
+
+
+#: The test server has redis-server's default 16 databases: SELECT 99 is refused.
+MISSING_DB = 99
+SET_UP_REFUSAL = (
+    "redis unavailable: DB index is out of range (refused while setting up the connection: "
+    "check the database number and the credentials in QUOTA_STORAGE_URI)"
+)
+
+
+@pytest.mark.redis
+def test_a_database_the_server_lacks_raises_storage_error(
+    redis_server: Any, key_prefix: str
+) -> None:
+    # redis-py sends SELECT while connecting, inside the first command: its ResponseError
+    # used to come out of EVALSHA as if the script had failed (a 500 in every fail mode).
+    url = f"{redis_server.url.rsplit('/', 1)[0]}/{MISSING_DB}"
+    storage = storage_from_uri(url)
+    assert isinstance(storage, RedisStorage)
+    check = Check(key=f"{key_prefix}:db", rule=rule(Algorithm.GCRA))
+
+    with pytest.raises(StorageError) as raised:
+        storage.evaluate([check])
+    with pytest.raises(StorageError) as raised_by_get:
+        storage.get(check.key)
+    storage.client.close()
+
+    assert str(raised.value) == str(raised_by_get.value) == SET_UP_REFUSAL
+    assert isinstance(raised.value.__cause__, redis.ConnectionError)
+    assert isinstance(raised.value.__cause__.__cause__, redis.ResponseError)
+
+
+@pytest.mark.redis
+def test_an_error_of_the_script_still_propagates_on_a_client_that_catches_set_up(
+    redis_server: Any, key_prefix: str
+) -> None:
+    # Only the connection's set-up is an outage: the same client running a script that fails
+    # raises the script's ResponseError, a bug for a 500, never the fail mode.
+    built = storage_from_uri(redis_server.url)
+    assert isinstance(built, RedisStorage)
+    storage = RedisStorage(built.client, script_source="return redis.error_reply('ERR boom')")
+    check = Check(key=f"{key_prefix}:bug", rule=rule(Algorithm.GCRA))
+
+    with pytest.raises(redis.ResponseError, match="boom") as raised:
+        storage.evaluate([check])
+    built.client.close()
+
+    assert not isinstance(raised.value, redis.ConnectionError)

@@ -13,7 +13,7 @@ import pytest
 import redis
 from flask import Flask
 
-from flask_quota import ConfigurationError, Quota
+from flask_quota import ConfigurationError, Quota, StorageError
 from flask_quota.storage import RedisStorage, storage_from_uri
 from tests.conftest import _free_port, _unavailable
 
@@ -100,6 +100,15 @@ def test_limits_are_enforced_through_sentinel(sentinel_uri: str, key_prefix: str
 
     client = app.test_client()
     assert [client.get("/").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_a_database_the_primary_lacks_raises_storage_error(sentinel_uri: str) -> None:
+    storage = storage_from_uri(sentinel_uri.rsplit("/", 1)[0] + "/99")
+    assert isinstance(storage, RedisStorage)
+
+    with pytest.raises(StorageError, match="^redis unavailable: DB index is out of range "):
+        storage.now_us()
+    storage.client.close()
 
 
 @pytest.mark.parametrize(
