@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
 from typing import Any, Final, TypeVar
@@ -18,7 +19,7 @@ import redis
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import admin
+from . import _display, admin
 from ._identities import OperatorIdentity
 from .errors import QuotaError
 
@@ -37,13 +38,14 @@ _NO_ARGS_IS_HELP: Final = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _one_line(err: click.UsageError) -> click.ClickException:
-    return err if isinstance(err, _NO_ARGS_IS_HELP) else _UsageLine(_joined(err.format_message()))
+    return err if isinstance(err, _NO_ARGS_IS_HELP) else _usage_line(err.format_message())
 
 
-def _joined(message: str) -> str:
-    """``message`` on one line: click spreads some over several (a missing ``Choice``
-    argument lists its choices one per line, tab-indented)."""
-    return " ".join(part for line in message.splitlines() if (part := line.strip()))
+def _usage_line(message: str) -> _UsageLine:
+    """click's ``message`` on one line: it spreads some over several (a missing ``Choice``
+    argument lists its choices one per line, tab-indented), and may quote what was typed."""
+    joined = " ".join(part for line in message.splitlines() if (part := line.strip()))
+    return _UsageLine(_display.escaped(joined, _encoding(err=True)))
 
 
 class _OneLineGroup(AppGroup):
@@ -116,16 +118,17 @@ def _one_line_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except QuotaError as err:
-            raise click.ClickException(str(err)) from None
+            raise click.ClickException(_display.escaped(str(err), _encoding(err=True))) from None
         except redis.RedisError as err:
             # Outages are StorageErrors by now: this is Redis refusing a command (a key of
             # another type where ours should be, a limit of the server). One line, not a
             # traceback, and the server's own words.
-            raise click.ClickException(f"redis error ({type(err).__name__}): {err}") from None
+            message = _display.escaped(str(err), _encoding(err=True))
+            raise click.ClickException(f"redis error ({type(err).__name__}): {message}") from None
         except click.Abort:  # a RuntimeError too: click prints "Aborted!" for it
             raise
         except RuntimeError as err:  # not initialised on this app
-            raise click.ClickException(str(err)) from None
+            raise click.ClickException(_display.escaped(str(err), _encoding(err=True))) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -164,7 +167,8 @@ def _emit(
         click.echo(json.dumps(document, indent=2, sort_keys=True))
         return
     if taken is not None:
-        click.echo(f"{taken.given} is identity {taken.identity}, as by_ip counts it.")
+        given, identity = _shown(str(taken.given)), _shown(taken.identity)
+        click.echo(f"{given} is identity {identity}, as by_ip counts it.")
     for line in lines():
         click.echo(line)
     if used_storage and admin.is_per_process(_app()):
@@ -179,8 +183,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _encoding(*, err: bool = False) -> str:
+    """The encoding of the stream click writes to (a runner's, in tests)."""
+    return getattr(sys.stderr if err else sys.stdout, "encoding", None) or "utf-8"
+
+
+def _shown(text: str, *, err: bool = False) -> str:
+    """An identity or name in text output (see :mod:`flask_quota._display`)."""
+    return _display.shown(text, _encoding(err=err))
+
+
 def _table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> list[str]:
-    cells = [[str(c) for c in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
+    cells = [list(headers)] + [["-" if c is None else _shown(str(c)) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
@@ -289,7 +303,7 @@ def reset_command(
     _emit(
         as_json,
         {"cleared": cleared, "identity": shown, "limit": limit_name},
-        lambda: [f"Cleared {cleared} counters of {shown}."],
+        lambda: [f"Cleared {cleared} counters of {_shown(shown)}."],
         resolved=resolved,
     )
 
@@ -310,7 +324,7 @@ def whitelist_add(identity: str, as_json: bool) -> None:
     _emit(
         as_json,
         {"identity": shown, "whitelisted": True},
-        lambda: [f"Whitelisted {shown}."],
+        lambda: [f"Whitelisted {_shown(shown)}."],
         resolved=resolved,
     )
 
@@ -324,11 +338,11 @@ def whitelist_remove(identity: str, as_json: bool) -> None:
     resolved = admin.resolve_identity(_app(), identity)
     shown = resolved.identity
     if not admin.disallow(_app(), shown):
-        raise click.ClickException(f"{shown} is not on the stored whitelist")
+        raise click.ClickException(f"{_shown(shown, err=True)} is not on the stored whitelist")
     _emit(
         as_json,
         {"identity": shown, "whitelisted": False},
-        lambda: [f"Removed {shown}."],
+        lambda: [f"Removed {_shown(shown)}."],
         resolved=resolved,
     )
 
@@ -363,7 +377,7 @@ def block_command(identity: str, seconds: int | None, as_json: bool) -> None:
     _emit(
         as_json,
         {"identity": shown, "blocked_for": duration},
-        lambda: [f"Blocked {shown} for {duration} s."],
+        lambda: [f"Blocked {_shown(shown)} for {duration} s."],
         resolved=resolved,
     )
 
@@ -377,11 +391,11 @@ def unblock_command(identity: str, as_json: bool) -> None:
     resolved = admin.resolve_identity(_app(), identity)
     shown = resolved.identity
     if not admin.unblock(_app(), shown):
-        raise click.ClickException(f"{shown} is not blocked")
+        raise click.ClickException(f"{_shown(shown, err=True)} is not blocked")
     _emit(
         as_json,
         {"identity": shown, "blocked": False},
-        lambda: [f"Unblocked {shown}."],
+        lambda: [f"Unblocked {_shown(shown)}."],
         resolved=resolved,
     )
 
@@ -423,7 +437,10 @@ def set_command(name: str, limit: str, seconds: int | None, as_json: bool) -> No
     _emit(
         as_json,
         {"name": name, "limit": limit, "expires_in": seconds},
-        lambda: [f"{name} = {limit}" + (f" for {seconds} s." if seconds else " until unset.")],
+        lambda: [
+            f"{_shown(name)} = {_shown(limit)}"
+            + (f" for {seconds} s." if seconds else " until unset.")
+        ],
     )
 
 
@@ -435,7 +452,7 @@ def unset_command(name: str, as_json: bool) -> None:
     """Drop the override of NAME: back to its configured limit."""
     if not admin.clear_override(_app(), name):
         raise click.ClickException(f"no override named {name!r}")
-    _emit(as_json, {"name": name, "overridden": False}, lambda: [f"Unset {name}."])
+    _emit(as_json, {"name": name, "overridden": False}, lambda: [f"Unset {_shown(name)}."])
 
 
 @quota_cli.command("overrides")

@@ -9,14 +9,25 @@ would break both an error's one line and a script's ``json.loads(output)``.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import flask
 import pytest
+from flask import Flask
 
+from flask_quota import Quota
 from flask_quota.cli import PER_PROCESS_NOTE
+from flask_quota.storage import RedisStorage
 from tests.ops.conftest import OpsApp, get, statuses
 from tests.ops.test_cli import ok, one_line_error
 
+ROOT = Path(__file__).resolve().parents[2]
 USER = "user:7"
 USER_HEADERS = {"X-User": "7"}
 
@@ -204,3 +215,147 @@ def test_a_group_without_a_command_prints_its_help(
 
     assert result.output.startswith("Usage: ")
     assert "Commands:" in result.output
+
+
+# -- identities no terminal should get raw -------------------------------------------------------
+
+#: What a key function may return (API.md: any string), and how text output shows it.
+UNUSUAL = {
+    "surrogate": ("\ud800", '"\\ud800"'),
+    "newline": ("a\nb", '"a\\nb"'),
+    "escape": ("\x1b[31m", '"\\x1b[31m"'),
+    "bidi": ("\u202eevil", '"\\u202eevil"'),
+    "quote": ('"x', '"\\"x"'),
+    "plain": ("user:1", "user:1"),
+    "backslash": ("DOMAIN\\user", "DOMAIN\\user"),
+    "accent": ("é", "é"),
+}
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def unusual_app(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[Flask]:
+    """An app whose one view counts the identity ``UNUSUAL[?who=][0]``, after one request
+    of each (on memory:// or the test Redis)."""
+    app = Flask(__name__)
+    app.config.update(QUOTA_KEY_PREFIX=key_prefix, QUOTA_STRATEGY="fixed_window")
+    if request.param == "redis":
+        app.config["QUOTA_STORAGE_URI"] = request.getfixturevalue("redis_server").url
+    quota = Quota(app)
+    view = quota.limit("5/hour", key=lambda: UNUSUAL[flask.request.args["who"]][0])
+    app.add_url_rule("/", "index", view(lambda: "ok"))
+    client = app.test_client()
+    for who in UNUSUAL:
+        assert client.get("/", query_string={"who": who}).status_code == 200
+    yield app
+    storage = app.extensions["quota.state"].storage
+    if isinstance(storage, RedisStorage):
+        storage.client.close()
+
+
+def quota_cli(app: Flask, *args: str, charset: str = "utf-8") -> Any:
+    return app.test_cli_runner(charset=charset).invoke(args=["quota", *args])
+
+
+def test_list_shows_each_identity_on_its_own_row(unusual_app: Flask) -> None:
+    # The newline used to print a fake row, the escape to colour the terminal, and the
+    # surrogate to end the table in a UnicodeEncodeError (exit status 1, no message).
+    lines = ok(quota_cli(unusual_app, "list")).splitlines()
+
+    assert len(lines) == 2 + len(UNUSUAL)
+    expected = [shown for _, shown in sorted(UNUSUAL.values())]
+    assert [line.split("  ")[0] for line in lines[2:]] == expected
+    assert all(line.isprintable() for line in lines)
+
+
+@pytest.mark.parametrize("who", UNUSUAL)
+def test_commands_name_an_identity_as_list_shows_it(unusual_app: Flask, who: str) -> None:
+    identity, shown = UNUSUAL[who]
+
+    answers = [
+        ok(quota_cli(unusual_app, "reset", identity)),
+        ok(quota_cli(unusual_app, "block", identity, "--for", "60")),
+        ok(quota_cli(unusual_app, "unblock", identity)),
+        ok(quota_cli(unusual_app, "whitelist", "add", identity)),
+        ok(quota_cli(unusual_app, "whitelist", "list")).splitlines()[2],
+        ok(quota_cli(unusual_app, "whitelist", "remove", identity)),
+    ]
+    missing = quota_cli(unusual_app, "unblock", identity)
+
+    assert answers == [
+        f"Cleared 1 counters of {shown}.\n",
+        f"Blocked {shown} for 60 s.\n",
+        f"Unblocked {shown}.\n",
+        f"Whitelisted {shown}.\n",
+        f"{shown:{max(len(shown), len('Identity'))}}  storage",
+        f"Removed {shown}.\n",
+    ]
+    assert one_line_error(missing) == f"Error: {shown} is not blocked"
+
+
+def test_json_gives_each_identity_exactly(unusual_app: Flask) -> None:
+    out = ok(quota_cli(unusual_app, "list", "--json"))
+
+    assert out.isascii()  # json.dumps escapes the surrogate: any stream can write it
+    assert sorted(row["identity"] for row in json.loads(out)) == sorted(
+        identity for identity, _ in UNUSUAL.values()
+    )
+
+
+def test_a_character_the_output_cannot_encode_is_escaped(make_ops_app: Any) -> None:
+    ops = make_ops_app("memory")
+
+    latin1 = quota_cli(ops.app, "block", "用户", "--for", "60", charset="latin-1")
+    utf8 = quota_cli(ops.app, "block", "用户", "--for", "60")
+
+    assert ok(latin1) == 'Blocked "\\u7528\\u6237" for 60 s.\n'
+    assert ok(utf8) == "Blocked 用户 for 60 s.\n"
+
+
+@pytest.mark.redis
+def test_the_flask_command_lists_a_surrogate_identity(
+    tmp_path: Path, redis_server: Any, key_prefix: str
+) -> None:
+    """The real ``flask`` on a pipe: the surrogate used to end in a traceback
+    (``UnicodeEncodeError: 'utf-8' codec can't encode character '\\ud800'``)."""
+    (tmp_path / "surrogate_app.py").write_text(
+        textwrap.dedent(
+            f"""
+            from flask import Flask, request
+            from flask_quota import Quota
+
+            app = Flask(__name__)
+            app.config.update(QUOTA_STORAGE_URI={redis_server.url!r},
+                              QUOTA_KEY_PREFIX={key_prefix!r})
+            quota = Quota(app)
+            app.add_url_rule(
+                "/", "index", quota.limit("5/hour", key=lambda: request.get_json()["id"])(
+                    lambda: "ok"
+                ),
+                methods=["POST"],
+            )
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    poster = (
+        "from surrogate_app import app\n"
+        "c = app.test_client()\n"
+        'for body in (\'{"id": "\\\\ud800"}\', \'{"id": "user:1"}\'):\n'
+        "    r = c.post('/', data=body, content_type='application/json')\n"
+        "    assert r.status_code == 200, r.status_code\n"
+    )
+    subprocess.run([sys.executable, "-c", poster], env=env, cwd=tmp_path, check=True)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "surrogate_app", "quota", "list"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.stderr == ""
+    assert done.returncode == 0
+    rows = done.stdout.splitlines()[2:]
+    assert [row.split("  ")[0] for row in rows] == ["user:1", '"\\ud800"']  # by identity
