@@ -27,11 +27,14 @@ from .keys import (
     BLOCK,
     REFUSALS,
     ParsedKey,
+    digest_pattern,
     identity_key,
     identity_pattern,
+    is_digest,
     parse_key,
     prefix_pattern,
     redact,
+    stored_identity,
 )
 from .responses import ceil_seconds
 from .storage import MemoryStorage
@@ -216,10 +219,14 @@ def resolve_pattern(app: Flask, pattern: str) -> OperatorIdentity:
     finds its hashed counters (and is never echoed back in clear), an IPv6 address its
     network's. A glob is left as it is.
     """
-    if any(c in pattern for c in "*?["):
+    if _is_glob(pattern):
         return OperatorIdentity(pattern)
     prefix = app_state(app).settings.ipv6_prefix
     return _identities.resolve_identity(pattern, prefix, hint=_GLOB_HINT)
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
 
 
 def live_counters(app: Flask, pattern: str = "*", limit: int = 1000) -> list[Counter]:
@@ -233,6 +240,8 @@ def live_counters(app: Flask, pattern: str = "*", limit: int = 1000) -> list[Cou
     identity and name (``?`` for the limit).
     """
     pattern = resolve_pattern(app, pattern).identity
+    if not _is_glob(pattern):  # one identity: a long one is known by its digest
+        pattern = stored_identity(pattern)
     state = app_state(app)
     prefix = state.settings.key_prefix
     catalog = build_catalog(app, state)
@@ -300,21 +309,28 @@ def _counter_row(
 def reset(app: Flask, identity: str, limit_name: str | None = None) -> int:
     """Clear an identity's counters (all its limits, or those named ``limit_name``).
 
+    A long identity may be given in full or as ``list`` shows it, ``#<digest>``; the digest
+    does not tell the keys' hash tag, so that form walks every key under the prefix.
+
     :returns: how many stored states were cleared.
     :raises ConfigurationError: for an empty identity or a name no route declares.
     """
     state = app_state(app)
     shown = _identity(state, identity).identity
+    stored = stored_identity(shown)
     prefix = state.settings.key_prefix
     counters: frozenset[CounterId] | None = None
     if limit_name is not None:
         counters = build_catalog(app, state).counters_named(limit_name)
         if not counters:
             raise ConfigurationError(f"no limit named {limit_name!r}: see 'flask quota limits'")
-    doomed = []
-    for key in state.storage.scan(identity_pattern(prefix, shown)):
+    patterns = [identity_pattern(prefix, shown)]
+    if is_digest(shown):  # as list shows a long identity (or, unlikely, an identity itself)
+        patterns.append(digest_pattern(prefix, shown))
+    doomed: list[str] = []
+    for key in dict.fromkeys(key for pattern in patterns for key in state.storage.scan(pattern)):
         parsed = parse_key(key, prefix)
-        if parsed is None or parsed.identity != shown or parsed.kind.startswith("%"):
+        if parsed is None or parsed.identity != stored or parsed.kind.startswith("%"):
             continue
         if counters is None or any(
             parsed.kind == scope

@@ -95,6 +95,22 @@ def escape_identity(identity: str) -> str:
     return "#" + hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
+#: A long identity's stored form, ``#`` and 32 hex digits (see :func:`escape_identity`).
+_DIGEST_RE: Final = re.compile(r"#[0-9a-f]{32}")
+
+
+def stored_identity(identity: str) -> str:
+    """The identity as :func:`parse_key` gives it back (and the CLI lists it): itself, or its
+    ``#<digest>`` when long. Compare keys' identities with this, never the identity itself."""
+    escaped = escape_identity(identity)
+    return escaped if escaped.startswith("#") else identity
+
+
+def is_digest(text: str) -> bool:
+    """Whether ``text`` has the form a long identity is stored and listed as."""
+    return _DIGEST_RE.fullmatch(text) is not None
+
+
 @lru_cache(maxsize=1024)
 def escape_scope(scope: str) -> str:
     """A scope (limit name) as it appears in a key; colons escaped too."""
@@ -163,6 +179,13 @@ def identity_pattern(prefix: str, identity: str) -> str:
     """A ``SCAN`` glob for every key of ``identity`` (and, rarely, of others sharing its tag:
     filter with :func:`parse_key`). Escaped parts hold no glob characters."""
     return f"{escape_scope(prefix)}:{{{hash_tag(identity)}}}:*"
+
+
+def digest_pattern(prefix: str, digest: str) -> str:
+    """A ``SCAN`` glob for every key of the long identity stored as ``digest``
+    (:func:`is_digest`), whose hash tag the digest does not tell: the whole prefix is walked.
+    ``#`` is escaped everywhere else in a key, so the glob matches no other identity's key."""
+    return f"{escape_scope(prefix)}:{{*}}:*:{digest}"
 
 
 def prefix_pattern(prefix: str) -> str:

@@ -7,6 +7,7 @@ Redis glob and hash-tag characters, and sizes up to a megabyte.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
 
@@ -19,10 +20,15 @@ from flask_quota import keys as keys_module
 from flask_quota.algorithms import Algorithm
 from flask_quota.keys import (
     MAX_IDENTITY_CHARS,
+    digest_pattern,
     escape_identity,
     hash_tag,
+    identity_key,
+    is_digest,
     limit_key,
+    parse_key,
     redact,
+    stored_identity,
 )
 
 #: Any code point, lone surrogates included (encoded with 'surrogatepass').
@@ -211,3 +217,29 @@ def test_a_huge_identity_is_hashed_without_being_escaped(monkeypatch: pytest.Mon
     # 126 bytes: escaped, and only then found too long (378 characters).
     assert escape_identity("日" * 42).startswith("#")
     assert escaped_lengths == [42]
+
+
+@settings(max_examples=300, deadline=None)
+@given(IDENTITIES)
+def test_a_key_gives_back_the_stored_identity(identity: str) -> None:
+    # What list shows and reset compares: the identity, or the digest of a long one.
+    key = limit_key("quota", "search", Algorithm.GCRA, 60, identity)
+    parsed = parse_key(key, "quota")
+
+    assert parsed is not None
+    assert parsed.identity == stored_identity(identity)
+    assert is_digest(parsed.identity) == escape_identity(identity).startswith("#")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(CHARACTERS, min_size=129, max_size=300), IDENTITIES)
+def test_a_digest_pattern_matches_the_keys_of_that_identity_only(long: str, other: str) -> None:
+    digest = stored_identity(long)
+    pattern = re.compile(fnmatch.translate(digest_pattern("quota", digest)))
+
+    assert is_digest(digest)
+    assert pattern.match(limit_key("quota", "a:b", Algorithm.GCRA, 60, long))
+    assert pattern.match(identity_key("quota", "%block", long))
+    if stored_identity(other) != digest:
+        assert not pattern.match(limit_key("quota", "a:b", Algorithm.GCRA, 60, other))
+        assert not pattern.match(limit_key("quota", digest, Algorithm.GCRA, 60, other))

@@ -8,6 +8,7 @@ line: stored lists and counters hold identities, and ``QUOTA_WHITELIST`` is wher
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -168,3 +169,60 @@ def test_admin_functions_take_addresses_as_the_cli_does(ops: OpsApp) -> None:
     assert admin.resolve_identity(ops.app, CLIENT) == OperatorIdentity(NETWORK, CLIENT)
     with pytest.raises(ConfigurationError, match="QUOTA_WHITELIST"):
         admin.allow(ops.app, "10.0.0.0/8")
+
+
+# -- long identities: stored, listed and reset as a digest ---------------------------------------
+
+#: X-User values whose identity (``user:<value>``) is longer than 128 characters once escaped.
+LONG_USERS = {"134 chars": "u" * 129, "64 x é": "é" * 64}
+
+
+def listed_as(identity: str) -> str:
+    """How ``list`` shows a long identity (storage.md): ``#`` + blake2b-128 of its UTF-8."""
+    return "#" + hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
+
+
+def per_user_rows(ops: OpsApp, *pattern: str) -> list[tuple[str, int]]:
+    rows = json.loads(ok(ops.cli("list", "--json", *pattern)))
+    return [(r["identity"], r["used"]) for r in rows if r["name"] == "per-user"]
+
+
+@pytest.mark.parametrize("user", LONG_USERS.values(), ids=LONG_USERS)
+@pytest.mark.parametrize("given", ["in full", "as listed"])
+def test_reset_clears_a_long_identity(ops: OpsApp, user: str, given: str) -> None:
+    # Both forms used to answer "Cleared 0 counters" (exit status 0), and the client stayed
+    # refused: reset compared the full identity with the digest the key holds.
+    identity = f"user:{user}"
+    other = "v" * 200
+    assert statuses(ops.app, "/user", 4, headers={"X-User": user}) == [200] * 3 + [429]
+    assert statuses(ops.app, "/user", 1, headers={"X-User": other}) == [200]
+    before = per_user_rows(ops)
+
+    cleared = ops.cli("reset", identity if given == "in full" else listed_as(identity), "--json")
+
+    assert sorted(before) == sorted([(listed_as(identity), 3), (listed_as(f"user:{other}"), 1)])
+    assert json.loads(ok(cleared))["cleared"] == 1
+    assert per_user_rows(ops) == [(listed_as(f"user:{other}"), 1)]
+    assert get(ops.app, "/user", headers={"X-User": user}).status_code == 200
+
+
+def test_reset_of_a_long_identity_by_limit_name(ops: OpsApp) -> None:
+    identity = f"user:{LONG_USERS['134 chars']}"
+    assert statuses(ops.app, "/user", 2, headers={"X-User": LONG_USERS["134 chars"]}) == [200] * 2
+
+    wrong = ops.cli("reset", listed_as(identity), "--limit", "api")
+    right = ops.cli("reset", listed_as(identity), "--limit", "per-user")
+
+    assert ok(wrong) == f"Cleared 0 counters of {listed_as(identity)}.\n"
+    assert ok(right) == f"Cleared 1 counters of {listed_as(identity)}.\n"
+
+
+@pytest.mark.parametrize("user", LONG_USERS.values(), ids=LONG_USERS)
+def test_list_finds_a_long_identity_in_full_or_as_listed(ops: OpsApp, user: str) -> None:
+    # In full it used to find nothing: the pattern was compared with the digest.
+    identity = f"user:{user}"
+    assert statuses(ops.app, "/user", 2, headers={"X-User": user}) == [200] * 2
+
+    assert per_user_rows(ops, identity) == [(listed_as(identity), 2)]
+    assert per_user_rows(ops, listed_as(identity)) == [(listed_as(identity), 2)]
+    assert per_user_rows(ops, "#*") == [(listed_as(identity), 2)]
