@@ -1917,25 +1917,24 @@ def test_quota_key_prefix_namespaces_every_key(request: pytest.FixtureRequest) -
 
     client = app.test_client()
     secret = "plain-text-secret"
-    statuses(client, times=7, headers={"X-API-Key": secret})
-    assert cli(app, "block", "user:1").exit_code == 0
-    assert cli(app, "whitelist", "add", "user:2").exit_code == 0
-    assert cli(app, "set", "x", "1/minute").exit_code == 0
     conn = redis.Redis.from_url(server.url)
+    # Every key on the server, not only those matching the prefix: tests run one at a time,
+    # so what is new after this test's requests and commands is what they wrote.
+    before = set(conn.scan_iter())
     try:
-        keys = [k.decode() for k in conn.scan_iter(match=f"{prefix}*")]
-        assert len(keys) >= 5
-        assert all(k.startswith(prefix) for k in keys)
-        assert not any(secret in k for k in keys)
-        assert cli(app, "reset", "--all", "--yes").exit_code == 0
-        cli(app, "unblock", "user:1")
-        cli(app, "whitelist", "remove", "user:2")
-        cli(app, "unset", "x")
+        statuses(client, times=7, headers={"X-API-Key": secret})
+        assert cli(app, "block", "user:1").exit_code == 0
+        assert cli(app, "whitelist", "add", "user:2").exit_code == 0
+        assert cli(app, "set", "x", "1/minute").exit_code == 0
+        written = sorted(k.decode() for k in set(conn.scan_iter()) - before)
+        assert len(written) >= 5, written
+        assert [k for k in written if not k.startswith(f"{prefix}:")] == []
+        assert not any(secret in k for k in written)
     finally:
         for key in conn.scan_iter(match=f"{prefix}*"):
             conn.delete(key)
         conn.close()
-    app.extensions["quota.state"].storage.client.close()  # type: ignore[attr-defined]
+        app.extensions["quota.state"].storage.client.close()  # type: ignore[attr-defined]
 
 
 def test_storage_timeout_defaults_to_a_tenth_of_a_second(hung_redis: HungRedis) -> None:
