@@ -1685,27 +1685,28 @@ def test_every_command_has_json(args: tuple[str, ...]) -> None:
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "mentions"),
     [
-        ("set", "search", "bogus"),
-        ("set", "search", "0/second"),
-        ("reset", "user:1", "--limit", "no-such-limit"),
-        ("unset", "never-set"),
-        ("emergency", "on", "--factor", "2"),
-        ("emergency", "on"),
-        ("block", "user:1", "--for", "0"),
-        ("reset",),
-        ("whitelist", "add"),
+        (("set", "search", "bogus"), "'bogus'"),
+        (("set", "search", "0/second"), "'0/second'"),
+        (("reset", "user:1", "--limit", "no-such-limit"), "'no-such-limit'"),
+        (("unset", "never-set"), "'never-set'"),
+        (("emergency", "on", "--factor", "2"), "factor 2"),
+        (("emergency", "on"), "--factor"),
+        (("block", "user:1", "--for", "0"), "--for"),
+        (("reset",), "IDENTITY or --all"),
+        (("whitelist", "add"), "IDENTITY"),
     ],
 )
-def test_cli_errors_exit_non_zero_with_an_error_line(args: tuple[str, ...]) -> None:
+def test_cli_errors_exit_non_zero_with_an_error_line(args: tuple[str, ...], mentions: str) -> None:
     app, _ = cli_app()
     result = cli(app, *args)
     assert result.exit_code != 0
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert len(error_lines) == 1
+    # The error is about the bad input, not, say, a command that does not exist.
+    assert len(error_lines) == 1 and mentions in error_lines[0], error_lines
 
 
 # -- plans and live changes ----------------------------------------------------------------
