@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -44,6 +45,49 @@ class RedisServer:
         self.port = port
 
 
+class RedisProcess:
+    """A redis-server this test run starts on a free port (never 6379), and stops by its own
+    process: the session's server, and servers a test stops and restarts."""
+
+    def __init__(self, workdir: str) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            _unavailable("redis-server is not installed and QUOTA_TEST_REDIS_URL is not set")
+        self.binary = str(binary)
+        self.workdir = workdir
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+            + ["--save", "", "--appendonly", "no", "--dir", self.workdir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        with redis.Redis(port=self.port, socket_connect_timeout=0.5) as client:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline or self.process.poll() is not None:
+                        self.process.kill()
+                        _unavailable(f"redis-server did not start on port {self.port}")
+                    time.sleep(0.02)
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.process = None
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     url = os.environ.get("QUOTA_TEST_REDIS_URL")
@@ -51,47 +95,24 @@ def redis_server() -> Iterator[RedisServer]:
         port = int(redis.Redis.from_url(url).connection_pool.connection_kwargs.get("port", 0))
         yield RedisServer(url, None, port)
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        _unavailable("redis-server is not installed and QUOTA_TEST_REDIS_URL is not set")
-    port = _free_port()
     workdir = tempfile.mkdtemp(prefix="quota-redis-")
-    process = subprocess.Popen(
-        [
-            str(binary),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                _unavailable("redis-server did not start")
-            time.sleep(0.05)
-    client.close()
+    server = RedisProcess(workdir)
+    server.start()
     try:
-        yield RedisServer(url, process, port)
+        yield RedisServer(server.url, server.process, server.port)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A server of this test's own, which it may stop and start again."""
+    server = RedisProcess(str(tmp_path))
+    server.start()
+    yield server
+    if server.process is not None:
+        server.stop()
 
 
 @pytest.fixture

@@ -21,22 +21,18 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask, request
 
 from flask_quota import ConfigurationError, Quota, by_api_key
 from flask_quota.storage import RedisStorage
 from tests._support import ManualClock
-from tests.conftest import _free_port, _unavailable
+from tests.conftest import RedisProcess, _free_port
 from tests.flask.conftest import Backend
 
 
@@ -969,79 +965,18 @@ def test_a_hung_redis_costs_one_timeout_then_the_fail_mode_applies_at_once(
     assert hung_redis.new_connections() == 0  # the fail mode at once: nothing to wait on
 
 
-class OwnRedis:
-    """A redis-server this test starts, stops (by PID) and restarts on the same port."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            _unavailable("redis-server is not installed")  # fails under CI, as conftest does
-        self.binary = str(binary)
-        self.workdir = workdir
-        self.port = _free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        with redis.Redis(port=self.port, socket_connect_timeout=0.5) as client:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or self.process.poll() is not None:
-                        pytest.fail(f"redis-server did not start on port {self.port}")
-                    time.sleep(0.02)
-
-    def stop(self) -> None:
-        assert self.process is not None
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        self.process = None
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path)
-    server.start()
-    yield server
-    if server.process is not None:
-        server.stop()
-
-
 @pytest.mark.redis
 @pytest.mark.parametrize(
     ("mode", "while_down"),
     [("open", [200, 200, 200]), ("closed", [503, 503, 503]), ("local", [200, 200, 429])],
 )
 def test_redis_stopped_mid_test_then_restarted(
-    apps: list[Flask], own_redis: OwnRedis, key_prefix: str, mode: str, while_down: list[int]
+    apps: list[Flask], own_redis: RedisProcess, key_prefix: str, mode: str, while_down: list[int]
 ) -> None:
     # Retry interval 0: every request asks the storage, so no clock needs to move.
     app = _outage_app(
         apps,
-        own_redis.uri,
+        own_redis.url,
         QUOTA_FAIL_MODE=mode,
         QUOTA_KEY_PREFIX=key_prefix,
         QUOTA_RETRY_INTERVAL=0,

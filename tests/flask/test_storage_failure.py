@@ -10,17 +10,13 @@ waits for a window.
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 
 from flask_quota import Quota, StorageError
@@ -28,15 +24,9 @@ from flask_quota.extension import AppState
 from flask_quota.signals import storage_error
 from flask_quota.storage import MemoryStorage, RedisStorage
 from tests._support import ManualClock
+from tests.conftest import RedisProcess, _free_port
 
 pytestmark = pytest.mark.redis
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class FakeTime:
@@ -275,67 +265,6 @@ def test_strictest_fail_mode_of_a_request_wins(
 # -- a redis-server that dies and comes back ------------------------------------------------
 
 
-class OwnRedis:
-    """A redis-server this test starts, stops (by PID) and restarts on the same port."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is required for storage failure tests")
-        self.binary = binary
-        self.workdir = workdir
-        self.port = _free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        with redis.Redis(port=self.port, socket_connect_timeout=0.5) as client:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or self.process.poll() is not None:
-                        pytest.fail(f"redis-server did not start on port {self.port}")
-                    time.sleep(0.02)
-
-    def stop(self) -> None:
-        assert self.process is not None
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        self.process = None
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path)
-    server.start()
-    yield server
-    if server.process is not None:
-        server.stop()
-
-
 @pytest.mark.parametrize(
     ("mode", "while_down"),
     [
@@ -346,12 +275,12 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 )
 def test_redis_restart_mid_traffic(
     make_app: Callable[..., Flask],
-    own_redis: OwnRedis,
+    own_redis: RedisProcess,
     fake_time: FakeTime,
     mode: str,
     while_down: list[int],
 ) -> None:
-    app = make_app(own_redis.uri, QUOTA_FAIL_MODE=mode, QUOTA_RETRY_INTERVAL=5)
+    app = make_app(own_redis.url, QUOTA_FAIL_MODE=mode, QUOTA_RETRY_INTERVAL=5)
     attempts = Attempts(app.extensions["quota.state"])
     errors: list[object] = []
 
