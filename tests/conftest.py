@@ -115,6 +115,34 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
         server.stop()
 
 
+class HungRedis:
+    """A TCP port that accepts connections and never answers (a hung Redis), and counts them:
+    whether a request waited on the storage is seen without timing it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.uri = f"redis://127.0.0.1:{self.sock.getsockname()[1]}/0"
+
+    def new_connections(self) -> int:
+        """Connections made since the last call (the kernel completes and queues them)."""
+        count = 0
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except BlockingIOError:
+                return count
+            conn.close()
+            count += 1
+
+
+@pytest.fixture
+def hung_redis() -> Iterator[HungRedis]:
+    server = HungRedis()
+    yield server
+    server.sock.close()
+
+
 @pytest.fixture
 def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_server.url)

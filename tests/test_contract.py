@@ -40,6 +40,7 @@ from flask_quota import (
     by_user,
     signals,
 )
+from tests.conftest import HungRedis
 
 #: 2025-11-24T16:00:00Z: on a minute, hour and two-hour boundary.
 START = 1_764_000_000.0
@@ -151,34 +152,6 @@ class Recorder:
 
     def __call__(self, sender: Any, **kwargs: Any) -> None:
         self.calls.append((sender, kwargs))
-
-
-class HungRedis:
-    """A TCP port that accepts connections and never answers (a hung Redis), and counts them:
-    whether a request waited on the storage is seen without timing it."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        self.uri = f"redis://127.0.0.1:{self.sock.getsockname()[1]}/0"
-
-    def new_connections(self) -> int:
-        """Connections made since the last call (the kernel completes and queues them)."""
-        count = 0
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except BlockingIOError:
-                return count
-            conn.close()
-            count += 1
-
-
-@pytest.fixture
-def hung_redis() -> Iterator[HungRedis]:
-    server = HungRedis()
-    yield server
-    server.sock.close()
 
 
 # -- setting up ----------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import math
-import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,7 +31,7 @@ from flask import Flask, request
 from flask_quota import ConfigurationError, Quota, by_api_key
 from flask_quota.storage import RedisStorage
 from tests._support import ManualClock
-from tests.conftest import RedisProcess, _free_port
+from tests.conftest import HungRedis, RedisProcess, _free_port
 from tests.flask.conftest import Backend
 
 
@@ -910,33 +909,6 @@ def test_dead_port_follows_the_fail_mode_quickly(
     if mode == "closed":
         assert responses[0].get_json()["error"] == "Service Unavailable"
         assert int(responses[0].headers["Retry-After"]) >= 1
-
-
-class HungRedis:
-    """A TCP server that accepts connections and never says a word, and counts them."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        self.uri = f"redis://127.0.0.1:{self.sock.getsockname()[1]}/0"
-
-    def new_connections(self) -> int:
-        """Connections made since the last call (the kernel completes and queues them)."""
-        count = 0
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except BlockingIOError:
-                return count
-            conn.close()
-            count += 1
-
-
-@pytest.fixture
-def hung_redis() -> Iterator[HungRedis]:
-    server = HungRedis()
-    yield server
-    server.sock.close()
 
 
 @pytest.mark.parametrize(
