@@ -9,6 +9,7 @@ taken as ``by_ip`` would count it (an IPv6 one as its network), and a network is
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -106,6 +107,22 @@ def resolve_identity(app: Flask, text: str) -> OperatorIdentity:
     :raises ConfigurationError: for an empty text or an IP network (lists hold identities).
     """
     return _identity(app_state(app), text)
+
+
+def resolve_full_identity(app: Flask, text: str) -> OperatorIdentity:
+    """:func:`resolve_identity`, for the stored lists and blocks: their keys' hash tag comes
+    from the identity in full, so the digest form ``list`` shows for a long identity
+    (``#<32 hex>``) cannot name one; it is refused rather than taken as an identity of its own.
+    """
+    if _DIGEST_FORM.fullmatch(text):
+        raise ConfigurationError(
+            f"{text!r} is the form list shows for a long identity: give the identity in full"
+        )
+    return resolve_identity(app, text)
+
+
+#: How keys (and so ``list``) hold an identity too long to escape: see keys.escape_identity.
+_DIGEST_FORM: Final = re.compile(r"#[0-9a-f]{32}")
 
 
 def _identity(state: AppState, text: str) -> OperatorIdentity:

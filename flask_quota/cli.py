@@ -319,7 +319,7 @@ def whitelist_group() -> None:
 @_one_line_errors
 def whitelist_add(identity: str, as_json: bool) -> None:
     """Let IDENTITY bypass every limit."""
-    resolved = admin.resolve_identity(_app(), identity)
+    resolved = admin.resolve_full_identity(_app(), identity)
     shown = admin.allow(_app(), resolved.identity)
     _emit(
         as_json,
@@ -335,7 +335,7 @@ def whitelist_add(identity: str, as_json: bool) -> None:
 @_one_line_errors
 def whitelist_remove(identity: str, as_json: bool) -> None:
     """Take IDENTITY off the stored allow list."""
-    resolved = admin.resolve_identity(_app(), identity)
+    resolved = admin.resolve_full_identity(_app(), identity)
     shown = resolved.identity
     if not admin.disallow(_app(), shown):
         raise click.ClickException(f"{_shown(shown, err=True)} is not on the stored whitelist")
@@ -372,7 +372,7 @@ def whitelist_list(as_json: bool) -> None:
 @_one_line_errors
 def block_command(identity: str, seconds: int | None, as_json: bool) -> None:
     """Refuse every request of IDENTITY until the block expires."""
-    resolved = admin.resolve_identity(_app(), identity)
+    resolved = admin.resolve_full_identity(_app(), identity)
     shown, duration = admin.block(_app(), resolved.identity, seconds)
     _emit(
         as_json,
@@ -388,7 +388,7 @@ def block_command(identity: str, seconds: int | None, as_json: bool) -> None:
 @_one_line_errors
 def unblock_command(identity: str, as_json: bool) -> None:
     """Lift the block on IDENTITY."""
-    resolved = admin.resolve_identity(_app(), identity)
+    resolved = admin.resolve_full_identity(_app(), identity)
     shown = resolved.identity
     if not admin.unblock(_app(), shown):
         raise click.ClickException(f"{_shown(shown, err=True)} is not blocked")

@@ -226,3 +226,20 @@ def test_list_finds_a_long_identity_in_full_or_as_listed(ops: OpsApp, user: str)
     assert per_user_rows(ops, identity) == [(listed_as(identity), 2)]
     assert per_user_rows(ops, listed_as(identity)) == [(listed_as(identity), 2)]
     assert per_user_rows(ops, "#*") == [(listed_as(identity), 2)]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("block",), ("unblock",), ("whitelist", "add"), ("whitelist", "remove")],
+    ids=" ".join,
+)
+def test_the_digest_form_of_a_long_identity_is_refused_by_lists_and_blocks(
+    ops: OpsApp, command: tuple[str, ...]
+) -> None:
+    digest = "#" + "0123456789abcdef" * 2  # how list shows an identity too long to escape
+
+    result = ops.cli(*command, digest)
+
+    assert one_line_error(result) == (
+        f"Error: '{digest}' is the form list shows for a long identity: give the identity in full"
+    )
