@@ -250,7 +250,8 @@ def live_counters(app: Flask, pattern: str = "*", limit: int = 1000) -> list[Cou
     """Identities with live state whose shown identity matches the glob ``pattern``.
 
     Used/remaining/reset come from a peek (a check of cost 0: decided, never written) with
-    the counter's limit as the app declares it now (see :mod:`flask_quota._catalog`). A plan's
+    the counter's limit as it is in force now: the app's declarations under the live
+    overrides and the emergency factor (see :mod:`flask_quota._catalog`). A plan's
     counter whose plan only a request can tell is peeked under each plan that fits it: the
     limit shows them all (``1000/day|100000/day``), used and reset show when every one gives
     the same, remaining does not. A counter whose limit is unknown here shows only its
@@ -260,6 +261,8 @@ def live_counters(app: Flask, pattern: str = "*", limit: int = 1000) -> list[Cou
     if not _is_glob(pattern):  # one identity: a long one is known by its digest
         pattern = stored_identity(pattern)
     state = app_state(app)
+    _refresh(state)  # a CLI process has served no request: read the live config first
+    factor = state.emergency_factor
     prefix = state.settings.key_prefix
     catalog = build_catalog(app, state)
     found: list[tuple[ParsedKey, str]] = []
@@ -278,7 +281,7 @@ def live_counters(app: Flask, pattern: str = "*", limit: int = 1000) -> list[Cou
             for parsed, key in found[start : start + _PEEK_BATCH]
         ]
         peeks = [
-            Check(key=key, rule=applied.rule, cost=0, dry_run=True)
+            Check(key=key, rule=applied.rule_for(factor), cost=0, dry_run=True)
             for _, key, limits in batch
             for applied in (limits.candidates if limits else ())
         ]

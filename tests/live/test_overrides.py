@@ -12,6 +12,7 @@ when the test moves the clock.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import multiprocessing.connection
 import time
@@ -512,3 +513,28 @@ def test_a_change_costs_each_process_one_read_then_one_round_trip_again(
     assert steady == [["EVALSHA"]] * 3
     assert after_change == [["EVALSHA", "HGETALL"], ["EVALSHA"], ["EVALSHA"]]
     assert untouched == [["EVALSHA"]] * 2
+
+
+@pytest.mark.redis
+def test_list_in_a_fresh_process_shows_the_limits_in_force(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    config = {"QUOTA_STORAGE_URI": redis_server.url, "QUOTA_KEY_PREFIX": key_prefix}
+    app, quota = make_app(strategy="fixed_window", **config)
+    client = app.test_client()
+    for _ in range(3):
+        client.get("/search", headers={"X-User": "u1"})
+    quota.set_override("search", "10/hour", app=app)
+    ok(cli(app, "emergency", "on", "--factor", "0.5"))
+    fresh, _ = make_app(strategy="fixed_window", **config)  # as `flask quota list` would be
+
+    rows = json.loads(ok(cli(fresh, "list", "--json")))
+    for each in (app, fresh):
+        storage = state_of(each).storage
+        assert isinstance(storage, RedisStorage)
+        storage.client.close()
+
+    # The override's 10/hour, scaled to 5 by the emergency factor, 3 of them used.
+    assert [(r["name"], r["limit"], r["used"], r["remaining"]) for r in rows] == [
+        ("search", "10/hour", 3, 2)
+    ]
