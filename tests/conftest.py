@@ -16,10 +16,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 import redis
+from statsd import StatsClient
 
+from flask_quota import metrics
 from tests._support import ManualClock
 
 
@@ -141,6 +144,30 @@ def hung_redis() -> Iterator[HungRedis]:
     server = HungRedis()
     yield server
     server.sock.close()
+
+
+class ClosableStatsClient(StatsClient):
+    """statsd's client, remembered so the test can close its socket.
+
+    An app's StatsD socket lives as long as the app; apps made per test are collected at some
+    later point, and the unclosed socket's ResourceWarning would then fail an unrelated test.
+    """
+
+    opened: ClassVar[list[StatsClient]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.opened.append(self)
+
+
+@pytest.fixture
+def close_statsd_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The StatsD clients apps make during the test are closed at its end (use it with
+    ``pytestmark = pytest.mark.usefixtures("close_statsd_clients")``)."""
+    monkeypatch.setattr(metrics, "StatsClient", ClosableStatsClient)
+    yield
+    while ClosableStatsClient.opened:
+        ClosableStatsClient.opened.pop().close()
 
 
 @pytest.fixture

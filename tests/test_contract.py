@@ -20,12 +20,11 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import redis
 from flask import Blueprint, Flask, g, request
-from statsd import StatsClient
 from werkzeug.exceptions import TooManyRequests
 
 from flask_quota import (
@@ -79,22 +78,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     return fake
 
 
-class _ClosableStatsClient(StatsClient):
-    opened: ClassVar[list[StatsClient]] = []
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.opened.append(self)
-
-
-@pytest.fixture(autouse=True)
-def _close_statsd_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from flask_quota import metrics  # only to close the client's socket, as tests/ops do
-
-    monkeypatch.setattr(metrics, "StatsClient", _ClosableStatsClient)
-    yield
-    while _ClosableStatsClient.opened:
-        _ClosableStatsClient.opened.pop().close()
+#: The apps' StatsD sockets are closed at the end of each test (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("close_statsd_clients")
 
 
 def make_app(**config: Any) -> Flask:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from flask import Flask, request
@@ -61,26 +61,8 @@ class StatsdListener:
         return status, packets[0] if packets else []
 
 
-class ClosableStatsClient(StatsClient):
-    """statsd's client, remembered so the test can close its socket.
-
-    An app's StatsD socket lives as long as the app; apps made per test are collected at some
-    later point, and the unclosed socket's ResourceWarning would then fail an unrelated test.
-    """
-
-    opened: ClassVar[list[StatsClient]] = []
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.opened.append(self)
-
-
-@pytest.fixture(autouse=True)
-def close_statsd_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(metrics, "StatsClient", ClosableStatsClient)
-    yield
-    while ClosableStatsClient.opened:
-        ClosableStatsClient.opened.pop().close()
+#: The apps' StatsD sockets are closed at the end of each test (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("close_statsd_clients")
 
 
 @pytest.fixture
