@@ -55,7 +55,8 @@ class _Pending:
     """One check of this request, with what is needed to report on it."""
 
     applied: AppliedLimit
-    identity: str
+    #: The identity as stored and shown (API keys hashed), computed once per request.
+    shown: str
     compiled: CompiledSpec
 
 
@@ -205,7 +206,7 @@ def _collect(plan: Plan, settings: Settings, method: str, factor: float) -> _Bat
                     subject=subject,
                 )
             )
-            batch.pending.append(_Pending(limit, identity, compiled))
+            batch.pending.append(_Pending(limit, shown, compiled))
     for concurrency in plan.concurrency:
         if concurrency.methods is not None and method not in concurrency.methods:
             continue
@@ -231,7 +232,7 @@ def _whitelisted(settings: Settings, pending: Iterable[_Pending]) -> bool:
     """Whether ``QUOTA_WHITELIST`` names one of this request's identities or its network."""
     if settings.whitelist_identities:
         for item in pending:
-            if redact_client(item.identity) in settings.whitelist_identities:
+            if item.shown in settings.whitelist_identities:
                 return True
     if settings.whitelist_networks and request.remote_addr:
         try:
@@ -456,7 +457,7 @@ def _settle(
         applied = item.applied
         if not decision.allowed and item.compiled.dry_run:
             counters.append(m.DRY_RUN_DENIED)
-            shown = redact_client(item.identity)
+            shown = item.shown
             log.info(
                 "dry-run limit %s would refuse %s on %s", applied.name, shown, request.endpoint
             )
@@ -475,16 +476,15 @@ def _settle(
     if refused_index is not None:
         if refused_index < len(batch.pending):
             refused = batch.pending[refused_index]
-            name, limit, identity = refused.applied.name, refused.applied, refused.identity
+            name, limit, shown = refused.applied.name, refused.applied, refused.shown
             report = _reported(refused, result.decisions[refused_index])
         else:  # a concurrency slot: its decision comes after the checks'
             concurrency, identity = batch.slot_specs[refused_index - len(batch.pending)]
-            name, limit = concurrency.name, None
+            name, limit, shown = concurrency.name, None, redact_client(identity)
             report = Reported(result.decisions[-1], name, ceil_seconds(concurrency.lease_us))
         g._quota = (report, result.now_us, state.settings)
         counters += [m.DENIED, m.denied_metric(name)]
         state.metrics.send(counters, check_ms)
-        shown = redact_client(identity)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "rate limit %s refused %s on %s (request id %s)",
@@ -511,7 +511,7 @@ def _settle(
                 if d.delay_us == delay_us
             )
             signals.request_delayed.send(
-                app, limit=delayed.applied, key=redact_client(delayed.identity), delay=delay_s
+                app, limit=delayed.applied, key=delayed.shown, delay=delay_s
             )
         state.sleep(delay_s)
     return None
