@@ -9,7 +9,6 @@ taken as ``by_ip`` would count it (an IPv6 one as its network), and a network is
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -114,15 +113,11 @@ def resolve_full_identity(app: Flask, text: str) -> OperatorIdentity:
     from the identity in full, so the digest form ``list`` shows for a long identity
     (``#<32 hex>``) cannot name one; it is refused rather than taken as an identity of its own.
     """
-    if _DIGEST_FORM.fullmatch(text):
+    if is_digest(text):
         raise ConfigurationError(
             f"{text!r} is the form list shows for a long identity: give the identity in full"
         )
     return resolve_identity(app, text)
-
-
-#: How keys (and so ``list``) hold an identity too long to escape: see keys.escape_identity.
-_DIGEST_FORM: Final = re.compile(r"#[0-9a-f]{32}")
 
 
 def _identity(state: AppState, text: str) -> OperatorIdentity:
