@@ -36,6 +36,7 @@ from .keys import (
     redact,
     stored_identity,
 )
+from .limits import MAX_PERIOD_S
 from .responses import ceil_seconds
 from .storage import MemoryStorage
 from .storage.base import ALLOW_IN_USE, BLOCK_IN_USE, Check
@@ -46,10 +47,11 @@ _NETWORK_HINT: Final = "to allow a network, put it in QUOTA_WHITELIST"
 _GLOB_HINT: Final = "to list several, use a glob ('*', '?', '[...]')"
 #: Keys peeked per storage call by :func:`live_counters`.
 _PEEK_BATCH = 100
-#: The longest block, override or emergency an operator may set: ten years, longer than any
-#: deliberate one. Redis refuses an expiry past 2**63 ms and the script's clock is 64-bit
-#: microseconds; without a bound, ``--for 99999999999999999999`` reached Redis and failed there.
-MAX_DURATION_S: Final = 10 * 365 * 86_400
+#: The longest block, override or emergency an operator may set: the longest limit period (ten
+#: years), longer than any deliberate one. Redis refuses an expiry past 2**63 ms and the
+#: script's clock is 64-bit microseconds; without a bound, ``--for 99999999999999999999``
+#: reached Redis and failed there.
+MAX_DURATION_S: Final = MAX_PERIOD_S
 
 
 @dataclass(frozen=True, slots=True)
