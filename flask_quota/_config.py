@@ -175,8 +175,13 @@ def _number(
         number = math.nan
     kind = "a whole number" if integer else "a number"
     if not minimum <= number <= maximum or (integer and not number.is_integer()):
-        raise _bad(key, value, f"{kind} from {minimum:g} to {maximum:g}")
+        raise _bad(key, value, f"{kind} from {_plain(minimum)} to {_plain(maximum)}")
     return number
+
+
+def _plain(number: float) -> str:
+    """A bound as an operator writes it: 315360000, not 3.1536e+08."""
+    return str(int(number)) if float(number).is_integer() else str(number)
 
 
 def _text(key: str, value: object, *, optional: bool = False) -> str:
